@@ -1,0 +1,40 @@
+"""Small workloads for chapter 00 ("Measuring memory") and for the harness's own tests.
+
+They live in a file, not in the notebook, so that ``track_isolated`` can run them in a fresh
+process and line profilers can see their source.
+"""
+
+from __future__ import annotations
+
+import time
+
+#: Where :func:`keep` leaves what it allocates: a module global, so it lives as long as the process.
+KEPT: list[bytes] = []
+
+
+def keep(steps: int = 40, mib_per_step: float = 2.0, pause: float = 0.01) -> int:
+    """Allocate ``mib_per_step`` MiB per step and keep all of it: RSS rises step by step."""
+    size = int(mib_per_step * 1024 * 1024)
+    for _ in range(steps):
+        # b"x" * n writes every byte, so every page is really resident (bytes(n) would ask the
+        # kernel for zero pages that take no RSS until written).
+        KEPT.append(b"x" * size)
+        time.sleep(pause)
+    return len(KEPT)
+
+
+def churn(steps: int = 40, mib_per_step: float = 2.0, pause: float = 0.01) -> int:
+    """Allocate the same amount per step but drop it at once: RSS stays flat."""
+    size = int(mib_per_step * 1024 * 1024)
+    total = 0
+    for _ in range(steps):
+        block = b"x" * size
+        total += len(block)
+        del block
+        time.sleep(pause)
+    return total
+
+
+def reset() -> None:
+    """Drop what :func:`keep` kept."""
+    KEPT.clear()
