@@ -12,14 +12,14 @@ import traceback
 
 
 def main(request_path: str, response_path: str) -> int:
-    from leaklab.measure import resolve_target, track
+    from leaklab.measure import resolve_target, sample_rss
 
     with open(request_path, "rb") as fh:
         name, args, kwargs, interval = pickle.load(fh)
     try:
         fn = resolve_target(name)
-        trace = track(fn, *args, interval=interval, **kwargs)
-        outcome = {"frame": trace.frame.to_dict("list"), "result": trace.result}
+        columns, result = sample_rss(fn, args, kwargs, interval)
+        outcome = {"frame": columns, "result": result}
         payload = pickle.dumps(outcome)
     except Exception as exc:  # sent back to the parent, which raises it again
         try:

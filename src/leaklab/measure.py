@@ -29,11 +29,12 @@ from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import psutil
+
+if TYPE_CHECKING:  # pandas is imported only when a frame is built: isolated children stay lean
+    import pandas as pd
 
 __all__ = [
     "MemoryTrace",
@@ -69,14 +70,18 @@ def fit_slope(x: Any, y: Any) -> float:
 
     Returns 0.0 when there are fewer than two distinct ``x`` values.
     """
-    xs = np.asarray(x, dtype=float)
-    ys = np.asarray(y, dtype=float)
-    if xs.shape != ys.shape:
-        raise ValueError(f"x and y must have the same length, got {xs.size} and {ys.size}")
-    if xs.size < 2 or np.ptp(xs) == 0:
+    xs = [float(v) for v in x]
+    ys = [float(v) for v in y]
+    if len(xs) != len(ys):
+        raise ValueError(f"x and y must have the same length, got {len(xs)} and {len(ys)}")
+    if len(xs) < 2:
         return 0.0
-    xc = xs - xs.mean()
-    return float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
+    mx = math.fsum(xs) / len(xs)
+    my = math.fsum(ys) / len(ys)
+    sxx = math.fsum((a - mx) ** 2 for a in xs)
+    if sxx == 0:
+        return 0.0
+    return math.fsum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sxx
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -151,22 +156,17 @@ class _Raised:
         self.exc = exc
 
 
-def _frame_from_samples(samples: list[tuple[float, float]]) -> pd.DataFrame:
-    rss = [float(m) for m, _ in samples]
-    stamps = [float(t) for _, t in samples]
-    start = stamps[0]
-    return pd.DataFrame({"seconds": [t - start for t in stamps], "rss_mib": rss})
+def _frame(columns: dict[str, list[float]]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns)
 
 
-def track(fn: Callable[..., Any], *args: Any, interval: float = 0.01, **kwargs: Any) -> MemoryTrace:
-    """Run ``fn(*args, **kwargs)`` once in this process while RSS is sampled every ``interval`` s.
-
-    memory_profiler does the sampling from a helper process. It is called with
-    ``max_iterations=1``: without it, memory_profiler silently calls a short function again (up to
-    about seven times) until it has five samples. If ``fn`` raises, the exception propagates.
-    """
-    _check_callable("fn", fn)
-    _check_interval(interval)
+def sample_rss(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], interval: float
+) -> tuple[dict[str, list[float]], Any]:
+    """The sampling behind :func:`track`, without pandas: ``({"seconds": [...], "rss_mib": [...]},
+    result)``. Exceptions from ``fn`` propagate."""
     from memory_profiler import memory_usage  # imported late: it is slow to import
 
     def call() -> Any:
@@ -186,7 +186,22 @@ def track(fn: Callable[..., Any], *args: Any, interval: float = 0.01, **kwargs: 
         )
     if isinstance(returned, _Raised):
         raise returned.exc
-    return MemoryTrace(frame=_frame_from_samples(samples), result=returned)
+    stamps = [float(t) for _, t in samples]
+    columns = {"seconds": [t - stamps[0] for t in stamps], "rss_mib": [float(m) for m, _ in samples]}
+    return columns, returned
+
+
+def track(fn: Callable[..., Any], *args: Any, interval: float = 0.01, **kwargs: Any) -> MemoryTrace:
+    """Run ``fn(*args, **kwargs)`` once in this process while RSS is sampled every ``interval`` s.
+
+    memory_profiler does the sampling from a helper process. It is called with
+    ``max_iterations=1``: without it, memory_profiler silently calls a short function again (up to
+    about seven times) until it has five samples. If ``fn`` raises, the exception propagates.
+    """
+    _check_callable("fn", fn)
+    _check_interval(interval)
+    columns, result = sample_rss(fn, args, kwargs, interval)
+    return MemoryTrace(frame=_frame(columns), result=result)
 
 
 def _target_name(target: Any) -> str:
@@ -252,7 +267,7 @@ def track_isolated(target: Any, *args: Any, interval: float = 0.01, **kwargs: An
             outcome = pickle.load(fh)
     if "error" in outcome:
         raise outcome["error"]
-    return MemoryTrace(frame=pd.DataFrame(outcome["frame"]), result=outcome["result"])
+    return MemoryTrace(frame=_frame(outcome["frame"]), result=outcome["result"])
 
 
 # --------------------------------------------------------------------------- leak rate
@@ -357,6 +372,8 @@ class GcPauses:
     @property
     def frame(self) -> pd.DataFrame:
         """One row per collection; complete once the ``with`` block has ended."""
+        import pandas as pd
+
         return pd.DataFrame(self._rows, columns=["generation", "duration_ms", "collected"])
 
     @property
