@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 course: $(STAMP)
-	$(BIN)/python tools/run_course.py
+	$(BIN)/python tools/run_course.py $(CHAPTERS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

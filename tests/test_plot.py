@@ -28,13 +28,13 @@ def test_plot_rss_labels_each_curve_with_its_slope_and_colours_by_growth():
     assert solid[0].get_color() == LEAKY_COLORS[0]
     assert solid[1].get_color() == FIXED_COLORS[0]
     assert ax.get_ylabel() == "RSS (MiB)" and ax.get_xlabel() == "seconds"
-    plt.close(fig)
+    
 
 
 def test_plot_rss_explicit_leaky_names_win():
     fig = plot_rss({"a": _trace(0.0)}, leaky={"a"})
     assert fig.axes[0].get_lines()[0].get_color() == LEAKY_COLORS[0]
-    plt.close(fig)
+    
 
 
 @pytest.mark.parametrize("bad", [{}, [1, 2], {"a": 3}])
@@ -48,4 +48,12 @@ def test_plot_lines_checks_lengths():
         plot_lines([1, 2], {"a": [1]}, xlabel="x", ylabel="y")
     fig = plot_lines([1, 10, 100], {"a": [1, 2, 3]}, xlabel="x", ylabel="y", logx=True)
     assert fig.axes[0].get_xscale() == "log"
-    plt.close(fig)
+    
+
+
+def test_figures_render_themselves_as_png_for_jupyter():
+    fig = plot_rss({"a": _trace(1.0)})
+    png = fig._repr_png_()
+    assert png.startswith(b"\x89PNG") and len(png) > 5_000
+    # Not registered with pyplot: the inline backend will not show it a second time.
+    assert fig not in [plt.figure(n) for n in plt.get_fignums()]

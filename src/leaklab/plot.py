@@ -8,16 +8,19 @@ size) in the same style.
 
 from __future__ import annotations
 
+import io
+
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from leaklab.measure import MemoryTrace
 
-__all__ = ["plot_rss", "plot_lines", "LEAKY_COLORS", "FIXED_COLORS", "FIGSIZE"]
+__all__ = ["plot_rss", "plot_lines", "CourseFigure", "LEAKY_COLORS", "FIXED_COLORS", "FIGSIZE"]
 
 #: Colours for curves that grow (a leak) and for curves that stay flat (a fix), in order.
 LEAKY_COLORS = ("#c62828", "#ef6c00", "#ad1457", "#6d4c41")
@@ -37,11 +40,24 @@ _RC = {
 }
 
 
+class CourseFigure(Figure):
+    """A matplotlib Figure that Jupyter shows as a PNG when it is a cell's result."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
 def _new_axes(ax: Axes | None) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
+    # A Figure made outside pyplot is shown exactly once, as the cell's result: pyplot figures
+    # are shown again by the inline backend, and nbval runs cells with store_history=False,
+    # where a trailing ';' does not hide the result, so the two counts would differ.
     with plt.rc_context(_RC):
-        fig, new_ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+        fig = CourseFigure(figsize=FIGSIZE, layout="constrained")
+        new_ax = fig.subplots()
     return fig, new_ax
 
 
@@ -57,11 +73,16 @@ def plot_rss(
     title: str | None = None,
     ax: Axes | None = None,
     leaky: Collection[str] | None = None,
+    slopes: bool = True,
 ) -> Figure:
     """Draw RSS over time for each named trace, each labelled with its least-squares slope.
 
+    ``slopes=False`` leaves out the slope (label and dashed fit), for curves that rise and fall,
+    where one slope would mislead.
+
     ``leaky`` names the curves to draw in leak colours; by default a curve is drawn as leaky when
-    it grew by at least ``GROWTH_MIB``. Returns the figure (end the notebook cell with ``;``).
+    it grew by at least ``GROWTH_MIB``. Returns the figure, not registered with pyplot: make it the cell's last expression to show it
+    once (``fig.savefig(...)`` outside a notebook).
     """
     if not isinstance(traces, Mapping) or not traces:
         raise TypeError("traces must be a non-empty mapping of label -> MemoryTrace")
@@ -78,15 +99,16 @@ def plot_rss(
         frame = trace.frame
         slope = trace.slope_mib_per_s
         ax.plot(frame["seconds"], frame["rss_mib"], color=color, lw=2,
-                label=f"{label}  ({slope:+.1f} MiB/s)")
-        x = frame["seconds"]
-        intercept = frame["rss_mib"].mean() - slope * x.mean()
-        ax.plot(x, intercept + slope * x, color=color, lw=1, ls="--", alpha=0.7)
+                label=f"{label}  ({slope:+.1f} MiB/s)" if slopes else label)
+        if slopes:
+            x = frame["seconds"]
+            intercept = frame["rss_mib"].mean() - slope * x.mean()
+            ax.plot(x, intercept + slope * x, color=color, lw=1, ls="--", alpha=0.7)
     ax.set_xlabel("seconds")
     ax.set_ylabel("RSS (MiB)")
     if title:
         ax.set_title(title)
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")
     _style(ax)
     return fig
 
@@ -118,6 +140,8 @@ def plot_lines(
         ax.plot(x, values, marker="o", lw=2, color=color, label=label)
     if logx:
         ax.set_xscale("symlog", linthresh=1) if min(x) <= 0 else ax.set_xscale("log")
+    else:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)

@@ -21,6 +21,10 @@ SMALL = 1_000_000  # small dicts, about 250 MiB in all
 LARGE = 300_000  # 1 KiB bytes objects, about 300 MiB in all
 
 
+#: What a run keeps alive after it returns, so the RSS trace ends where the run left it.
+KEPT: list[object] = []
+
+
 def has_malloc_trim() -> bool:
     """True on glibc, where ``malloc_trim`` exists."""
     return platform.libc_ver()[0] == "glibc"
@@ -36,12 +40,12 @@ def small_objects(keep_every: int = 0) -> dict[str, float]:
     objs = [{"i": i} for i in range(SMALL)]
     _pause()
     allocated = rss_mib() - base
-    kept = objs[::keep_every] if keep_every else []
+    KEPT[:] = objs[::keep_every] if keep_every else []
     del objs
     gc.collect()
     _pause()
     after_free = rss_mib() - base
-    return {"allocated": allocated, "after_free": after_free, "kept_objects": len(kept)}
+    return {"allocated": allocated, "after_free": after_free, "kept_objects": len(KEPT)}
 
 
 def large_objects(trim: bool) -> dict[str, float]:
@@ -50,7 +54,7 @@ def large_objects(trim: bool) -> dict[str, float]:
     objs = [bytes([i % 251]) * 1024 for i in range(LARGE)]  # distinct objects, pages written
     _pause()
     allocated = rss_mib() - base
-    kept = objs[::64]
+    KEPT[:] = objs[::64]
     del objs
     gc.collect()
     _pause()
@@ -62,4 +66,4 @@ def large_objects(trim: bool) -> dict[str, float]:
         _pause()
         after_trim = rss_mib() - base
     return {"allocated": allocated, "after_free": after_free, "after_trim": after_trim,
-            "kept_objects": len(kept)}
+            "kept_objects": len(KEPT)}

@@ -1,0 +1,63 @@
+"""pyproject.toml is the one list of dependencies; environment.yml must install the same."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(requirement: str) -> str:
+    name = re.split(r"[<>=!~;\[ ]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _constraint(requirement: str) -> str:
+    return re.sub(r"^[A-Za-z0-9_.-]+", "", requirement)
+
+
+def _pyproject() -> dict[str, str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {_name(r): r.replace(" ", "") for r in data["project"]["dependencies"]}
+
+
+def _environment() -> tuple[dict[str, str], list[str]]:
+    conda, pip, in_pip = {}, [], False
+    text = (ROOT / "environment.yml").read_text()
+    for line in text.split("\ndependencies:", 1)[1].splitlines():
+        stripped = line.strip()
+        if stripped.startswith("- pip:"):
+            in_pip = True
+            continue
+        if not stripped.startswith("- "):
+            continue
+        item = stripped[2:].strip()
+        if in_pip:
+            pip.append(item)
+        elif _name(item) not in ("python", "pip"):
+            conda[_name(item)] = item.replace(" ", "")
+    return conda, pip
+
+
+def test_environment_yml_lists_the_same_packages_and_versions_as_pyproject():
+    conda, pip = _environment()
+    assert conda.keys() == _pyproject().keys()
+    for name, spec in _pyproject().items():
+        # Same version constraint (conda-forge spells some names with '_', e.g. memory_profiler).
+        assert _constraint(conda[name]) == _constraint(spec), (name, conda[name], spec)
+    assert pip == ["-e ."]
+
+
+def test_supported_pythons_agree():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["project"]["requires-python"] == ">=3.11,<3.14"
+    assert "python>=3.11,<3.14" in (ROOT / "environment.yml").read_text()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make course" in readme
+    assert "make test" in ci
