@@ -143,6 +143,9 @@ def run_chapter(path: Path, timeout: int) -> Result:
     out_nb = BUILD / "notebooks" / path.name
     nbformat.write(nb, out_nb)
     body, _ = HTMLExporter(embed_images=True).from_notebook_node(nb)
+    # In the HTML book, chapter links point at the exported pages and "Contents" at the index.
+    body = re.sub(r'href="(\d\d_[^"/]+)\.ipynb"', r'href="\1.html"', body)
+    body = body.replace('href="../README.md#chapters"', 'href="../index.html"')
     (BUILD / "html" / f"{path.stem}.html").write_text(body, encoding="utf-8")
     return Result(
         name=path.stem,
