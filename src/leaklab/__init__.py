@@ -3,7 +3,11 @@
 The chapters in ``notebooks/`` import their measuring tools and their fixes from here:
 
 - ``leaklab.measure``: RSS, sampled memory traces, leak rates and GC pauses (every chapter).
-- ``leaklab.plot``: the one RSS-over-time figure style (every chapter).
+- ``leaklab.plot`` and ``leaklab.tables``: the one figure style and tables whose text output
+  survives nbval's sanitizing (every chapter).
+- ``leaklab.caches``: ``LimitableMap`` and ``LRUCache`` (chapter 01).
+- ``leaklab.memoize``: bounded, method-safe, async-aware ``memoize`` (chapter 02).
+- ``leaklab.state``: ``GlobalsWatch``, which module-level global grew (chapter 03).
 - ``leaklab.scenarios``: demo workloads in importable files, for isolated processes and profilers.
 """
 
