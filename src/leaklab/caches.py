@@ -19,7 +19,10 @@ tuple, so that a reader sees the value and its deadline in one atomic read (and 
 objects cost the cyclic collector nothing, which is the chapter's point). Expiry is tracked on the
 side: entries with the cache's default ttl in a queue in deadline order (16 bytes an entry),
 entries with their own ttl in a heap; a lower bound on the earliest deadline makes "is anything
-expired?" one float comparison.
+expired?" one float comparison. ``LRUCache(...)`` picks a specialised private class for the two
+common configurations (a count bound only; a default ttl), whose hot paths skip the checks the
+general class needs. ``bench/bench_caches.py`` measures all this against cachetools, cachebox,
+``functools.lru_cache`` and a plain dict.
 
 Thread safety: every operation that changes the cache's contents (``set``, evictions, expiry,
 ``delete``, ``pop``, ``clear`` and ``get`` with ``update_age_on_get``) holds one
