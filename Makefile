@@ -37,6 +37,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_caches.py
 	$(BIN)/python bench/bench_memoize.py
+	$(BIN)/python bench/bench_state.py
 
 clean:
 	rm -rf _build
