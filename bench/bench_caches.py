@@ -53,7 +53,7 @@ except ImportError:  # an optional peer (pip install leaklab[bench])
     cachebox = None
 
 TTL = 3600.0  # long enough that nothing expires during the run
-WORKLOADS = ("get hit", "get miss", "set+evict", "mixed zipf")
+WORKLOADS = ("get hit", "get() hit", "get miss", "set+evict", "mixed zipf")
 
 
 @dataclass
@@ -192,6 +192,8 @@ def time_workload(
     held = data["held"]
     if workload == "get hit":
         stmt, keys = v.hit, data["hit_order"]
+    elif workload == "get() hit":  # every cache through its get() method, as cache-aside code does
+        stmt, keys = v.miss, data["hit_order"]
     elif workload == "get miss":
         stmt, keys = v.miss, data["absent"]
     elif workload == "set+evict":
@@ -337,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         "Notes: a plain dict never evicts (its set+evict column only inserts, and it grows);\n"
         "lru_cache is called through a function, so its set+evict is a miss that computes and\n"
         "stores, and it has no get miss; a leaklab get miss is slower than a hit because it\n"
-        "catches a KeyError (the hit path is the one optimised)."
+        "catches a KeyError (the hit path is the one optimised). 'get hit' uses each cache's\n"
+        "fastest hit (cachetools: c[k]); 'get() hit' calls every cache's get(k) method."
     )
     print()
     print("Targets (ratios of medians in this run):")
@@ -347,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         ("leaklab LRUCache ttl", "cachetools.TTLCache", 2.0),
     ]
     for ours, theirs, target in checks:
-        for w in ("get hit", "set+evict"):
+        for w in ("get hit", "get() hit", "set+evict"):
             ratio = median[(ours, w)] / median[(theirs, w)]
             verdict = "met" if ratio >= target else "NOT met"
             print(f"  {ours} / {theirs}, {w}: {ratio:.2f}x (target {target}x: {verdict})")
