@@ -54,7 +54,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import operator
 import sys
 import threading
 import time
@@ -62,6 +61,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
+
+from leaklab._checks import check_callable, check_int, check_seconds
 
 __all__ = ["CacheStats", "DisposeReason", "LRUCache", "LimitableMap"]
 
@@ -103,46 +104,6 @@ def _locked_read(method: Callable[..., T]) -> Callable[..., T]:
 
 
 # --------------------------------------------------------------------------------------------
-# Validation: bad configuration fails at once, naming the argument and the value.
-
-
-def _check_count(name: str, value: Any) -> int:
-    """Return ``value`` as an int >= 1, or raise TypeError / ValueError naming ``name``."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= 1, not a bool: {value!r}")
-    try:
-        number = operator.index(value)  # int, or an int-like such as numpy.int64; not float/str
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an int >= 1, got {value!r} of type {type(value).__name__}"
-        ) from None
-    if number < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return number
-
-
-def _check_ttl(name: str, value: object) -> float | int:
-    """Return ``value`` if it is a finite int or float > 0, else raise TypeError / ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{name} must be a finite int or float > 0 (seconds), got {value!r} "
-            f"of type {type(value).__name__}"
-        )
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int too large for a float: now + ttl could not be computed
-        finite = False
-    if not (finite and value > 0):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return value
-
-
-def _check_callable(name: str, value: object) -> None:
-    if not callable(value):
-        raise TypeError(f"{name} must be callable, got {value!r} of type {type(value).__name__}")
-
-
-# --------------------------------------------------------------------------------------------
 # LimitableMap
 
 
@@ -171,7 +132,7 @@ class LimitableMap(MutableMapping[K, V], Generic[K, V]):
     __slots__ = ("_data", "_evictions", "_limit")
 
     def __init__(self, limit: int = 10) -> None:
-        self._limit = _check_count("limit", limit)
+        self._limit = check_int("limit", limit)
         self._data: OrderedDict[K, V] = OrderedDict()
         self._evictions = 0
 
@@ -387,16 +348,16 @@ class LRUCache(Generic[K, V]):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max is not None:
-            max = _check_count("max", max)
+            max = check_int("max", max)
         if max_size is not None:
-            max_size = _check_count("max_size", max_size)
+            max_size = check_int("max_size", max_size)
         if ttl is not None:
-            ttl = _check_ttl("ttl", ttl)
+            ttl = check_seconds("ttl", ttl)
         if size_of is not None:
-            _check_callable("size_of", size_of)
+            check_callable("size_of", size_of)
         if dispose is not None:
-            _check_callable("dispose", dispose)
-        _check_callable("clock", clock)
+            check_callable("dispose", dispose)
+        check_callable("clock", clock)
         if not isinstance(update_age_on_get, bool):
             raise TypeError(
                 f"update_age_on_get must be a bool, got {update_age_on_get!r} "
@@ -557,7 +518,7 @@ class LRUCache(Generic[K, V]):
         if ttl is None:
             ttl = self._ttl
         else:
-            ttl = _check_ttl("ttl", ttl)
+            ttl = check_seconds("ttl", ttl)
             if ttl == self._ttl:
                 ttl = self._ttl  # the default's own object: tracked in deadline order
         size = 1

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from leaklab._checks import check_callable, check_int, check_seconds
+
 if TYPE_CHECKING:  # pandas is imported only when a frame is built: isolated children stay lean
     import pandas as pd
 
@@ -82,28 +84,6 @@ def fit_slope(x: Any, y: Any) -> float:
     if sxx == 0:
         return 0.0
     return math.fsum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sxx
-
-
-# --------------------------------------------------------------------------- validation helpers
-
-
-def _check_callable(name: str, value: Any) -> None:
-    if not callable(value):
-        raise TypeError(f"{name} must be callable, got {type(value).__name__}: {value!r}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-
-
-def _check_interval(value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"interval must be a number of seconds, got {type(value).__name__}: {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"interval must be a finite number of seconds > 0, got {value!r}")
 
 
 # --------------------------------------------------------------------------- traces over time
@@ -198,8 +178,8 @@ def track(fn: Callable[..., Any], *args: Any, interval: float = 0.01, **kwargs: 
     ``max_iterations=1``: without it, memory_profiler silently calls a short function again (up to
     about seven times) until it has five samples. If ``fn`` raises, the exception propagates.
     """
-    _check_callable("fn", fn)
-    _check_interval(interval)
+    check_callable("fn", fn)
+    check_seconds("interval", interval)
     columns, result = sample_rss(fn, args, kwargs, interval)
     return MemoryTrace(frame=_frame(columns), result=result)
 
@@ -232,7 +212,7 @@ def resolve_target(name: str) -> Callable[..., Any]:
     obj: Any = importlib.import_module(module_name)
     for part in attr_path.split("."):
         obj = getattr(obj, part)
-    _check_callable("target", obj)
+    check_callable("target", obj)
     return obj
 
 
@@ -245,7 +225,7 @@ def track_isolated(target: Any, *args: Any, interval: float = 0.01, **kwargs: An
     pickle. An exception in the child is raised again here.
     """
     name = _target_name(target)
-    _check_interval(interval)
+    check_seconds("interval", interval)
     with tempfile.TemporaryDirectory(prefix="leaklab-") as tmp:
         request = os.path.join(tmp, "request.pickle")
         response = os.path.join(tmp, "response.pickle")
@@ -309,9 +289,9 @@ def leak_rate(
     they are not counted as a leak. tracemalloc is started for the run only if it is not already
     running (then it is left running).
     """
-    _check_callable("fn", fn)
-    _check_int("calls", calls, 1)
-    _check_int("warmup", warmup, 0)
+    check_callable("fn", fn)
+    check_int("calls", calls)
+    check_int("warmup", warmup, 0)
     if isinstance(leak_threshold_bytes, bool) or not isinstance(leak_threshold_bytes, (int, float)):
         raise TypeError(f"leak_threshold_bytes must be a number, got {leak_threshold_bytes!r}")
     if not math.isfinite(leak_threshold_bytes) or leak_threshold_bytes < 0:

@@ -57,8 +57,6 @@ import functools
 import inspect
 import itertools
 import keyword
-import math
-import operator
 import threading
 import time
 import types
@@ -66,6 +64,8 @@ import weakref
 from collections import deque, namedtuple
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar, cast, overload
+
+from leaklab._checks import check_callable, check_int, check_seconds
 
 __all__ = ["CacheInfo", "memoize"]
 
@@ -101,38 +101,16 @@ _VALUE, _HITS, _MARK, _EXPIRES, _KEY = range(5)
 
 
 def _check_maxsize(value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"maxsize must be an int >= 1, not a bool: {value!r}")
     if value is not None:
         try:
-            number = operator.index(value)  # int or an int-like (numpy.int64); not float or str
-        except TypeError:
-            raise TypeError(
-                f"maxsize must be an int >= 1, got {value!r} of type {type(value).__name__}"
-            ) from None
-        if number >= 1:
-            return number
+            return check_int("maxsize", value)
+        except ValueError:
+            pass
     raise ValueError(
         f"maxsize must be an int >= 1, got {value!r}: memoize always keeps a bound, because "
         "unbounded memoization is the leak of chapter 02; if you really want every result "
         "kept forever, that is what functools.cache is for"
     )
-
-
-def _check_ttl(value: object) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"ttl must be a finite int or float > 0 (seconds) or None, got {value!r} "
-            f"of type {type(value).__name__}"
-        )
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"ttl must be a finite number of seconds > 0, got {value!r}")
-    return value
-
-
-def _check_callable(name: str, value: object) -> None:
-    if not callable(value):
-        raise TypeError(f"{name} must be callable, got {value!r} of type {type(value).__name__}")
 
 
 def _check_cache(cache: object) -> None:
@@ -1089,17 +1067,17 @@ def memoize(
     maxsize_given = maxsize is not _DEFAULT_MAXSIZE
     size = _check_maxsize(maxsize)
     if ttl is not None:
-        ttl = _check_ttl(ttl)
+        ttl = check_seconds("ttl", ttl)
     if not isinstance(typed, bool):
         raise TypeError(f"typed must be a bool, got {typed!r} of type {type(typed).__name__}")
     if key is not None:
-        _check_callable("key", key)
+        check_callable("key", key)
         if typed:
             raise ValueError(
                 "typed=True applies to the default key; with key= build the key "
                 "you want (for example, include type(arg) in it)"
             )
-    _check_callable("clock", clock)
+    check_callable("clock", clock)
     if cache is not None:
         _check_cache(cache)
         if maxsize_given or ttl is not None:

@@ -138,8 +138,10 @@ def plot_lines(
             raise ValueError(f"series[{label!r}] has {len(values)} values for {len(x)} x values")
         color = next(warm) if label in leaky else next(cool)
         ax.plot(x, values, marker="o", lw=2, color=color, label=label)
-    if logx:
-        ax.set_xscale("symlog", linthresh=1) if min(x) <= 0 else ax.set_xscale("log")
+    if logx and min(x) <= 0:
+        ax.set_xscale("symlog", linthresh=1)  # a log axis that also shows 0
+    elif logx:
+        ax.set_xscale("log")
     else:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     if logy:

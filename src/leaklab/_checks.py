@@ -1,0 +1,50 @@
+"""Argument checks shared by the harness and the fixes (``measure``, ``caches``, ``memoize``).
+
+Bad configuration fails at once with a ``TypeError`` (wrong type, including ``bool`` where an int
+or a number of seconds is meant) or a ``ValueError`` (out of range), naming the argument and the
+value, so that nothing silently becomes unbounded.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+
+def check_callable(name: str, value: object) -> None:
+    """Raise TypeError unless ``value`` is callable."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {value!r} of type {type(value).__name__}")
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum`` (int-likes such as numpy.int64 are accepted;
+    bool, float and str are not)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= {minimum}, not a bool: {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int >= {minimum}, got {value!r} of type {type(value).__name__}"
+        ) from None
+    if number < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return number
+
+
+def check_seconds(name: str, value: object) -> float | int:
+    """Return ``value`` if it is a finite int or float > 0 (a duration in seconds)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} must be a finite int or float > 0 (seconds), got {value!r} "
+            f"of type {type(value).__name__}"
+        )
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float: now + value could not be computed
+        finite = False
+    if not (finite and value > 0):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return value
