@@ -14,7 +14,7 @@ STAMP := $(VENV)/.leaklab-installed
 
 .PHONY: course test lab bench setup clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/leaklab/_cachecore.c
 	@test -n "$(PYTHON)" || { echo "leaklab needs Python 3.11, 3.12 or 3.13 on PATH (python3 or python3.1x)"; exit 1; }
 	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import importlib.util
 import math
+import os
 import platform
 import random
 import statistics
@@ -41,10 +43,12 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import cachetools
 
+import leaklab.caches
 from leaklab.caches import LimitableMap, LRUCache
 
 try:
@@ -101,6 +105,13 @@ def variants() -> list[Variant]:
             store_value="c[k] = values[k]",
         )
 
+    pure = _pure_python_caches()
+    pure_rows = []
+    if pure is not None:  # the compiled read is in use: show the pure-Python one beside it
+        pure_rows = [
+            ours("leaklab LRUCache (pure Python)", pure.LRUCache),
+            ours("leaklab LRUCache ttl (pure Python)", lambda n: pure.LRUCache(n, ttl=TTL)),
+        ]
     out = [
         Variant(
             "dict (unbounded)",
@@ -114,6 +125,7 @@ def variants() -> list[Variant]:
         ours("LimitableMap (FIFO)", LimitableMap),
         ours("leaklab LRUCache", LRUCache),
         ours("leaklab LRUCache ttl", lambda n: LRUCache(n, ttl=TTL)),
+        *pure_rows,
         cachetools_style("cachetools.LRUCache", cachetools.LRUCache),
         Variant(
             "cachetools.LRUCache + Lock",
@@ -145,6 +157,28 @@ def variants() -> list[Variant]:
             v.store_value = ""  # native memory: tracemalloc does not see it
             out.append(v)
     return out
+
+
+def _pure_python_caches() -> ModuleType | None:
+    """A second copy of leaklab.caches that runs in pure Python, or None if the installed one
+    already does (the C extension was not built)."""
+    if not leaklab.caches.COMPILED:
+        return None
+    name = "leaklab._caches_pure_python_for_bench"
+    spec = importlib.util.spec_from_file_location(name, leaklab.caches.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it is executed
+    saved = os.environ.get("LEAKLAB_PURE_PYTHON")
+    os.environ["LEAKLAB_PURE_PYTHON"] = "1"
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del os.environ["LEAKLAB_PURE_PYTHON"]
+        else:
+            os.environ["LEAKLAB_PURE_PYTHON"] = saved
+    return module
 
 
 _lru_source: dict[str, Any] = {"values": None}  # what the lru_cache'd function looks up
@@ -315,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# leaklab.caches benchmark: Python {platform.python_version()}, "
         f"cachetools {cachetools.__version__}, "
-        f"cachebox {getattr(cachebox, '__version__', 'not installed')}"
+        f"cachebox {getattr(cachebox, '__version__', 'not installed')}; "
+        f"leaklab LRUCache reads {'compiled' if leaklab.caches.COMPILED else 'in pure Python'}"
     )
     print(
         f"# capacity {n}, {ops} ops per run; ops/s in thousands (k) or millions (M): median over "
@@ -338,9 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "Notes: a plain dict never evicts (its set+evict column only inserts, and it grows);\n"
         "lru_cache is called through a function, so its set+evict is a miss that computes and\n"
-        "stores, and it has no get miss; a leaklab get miss is slower than a hit because it\n"
-        "catches a KeyError (the hit path is the one optimised). 'get hit' uses each cache's\n"
-        "fastest hit (cachetools: c[k]); 'get() hit' calls every cache's get(k) method."
+        "stores, and it has no get miss. 'get hit' uses each cache's fastest hit (cachetools:\n"
+        "c[k]); 'get() hit' calls every cache's get(k) method. leaklab's LRUCache reads through\n"
+        "a compiled get (leaklab._cachecore) when the C extension was built at install time;\n"
+        "'(pure Python)' rows are the same class without it, as on a machine with no compiler\n"
+        "(there a get miss is slower than a hit: it catches a KeyError)."
     )
     print()
     print("Targets (ratios of medians in this run):")
@@ -349,6 +386,12 @@ def main(argv: list[str] | None = None) -> int:
         ("leaklab LRUCache", "cachetools.LRUCache", 1.5),
         ("leaklab LRUCache ttl", "cachetools.TTLCache", 2.0),
     ]
+    if leaklab.caches.COMPILED:  # the same ratios without the compiled read, for reference
+        checks += [
+            ("leaklab LRUCache (pure Python)", "cachetools.LRUCache + Lock", 2.5),
+            ("leaklab LRUCache (pure Python)", "cachetools.LRUCache", 1.5),
+            ("leaklab LRUCache ttl (pure Python)", "cachetools.TTLCache", 2.0),
+        ]
     for ours, theirs, target in checks:
         for w in ("get hit", "get() hit", "set+evict"):
             ratio = median[(ours, w)] / median[(theirs, w)]

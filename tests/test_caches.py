@@ -8,11 +8,16 @@ against a plain reference model. No test asserts a timing.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib.util
 import math
+import os
+import shutil
 import sys
+import sysconfig
 import threading
 import time
+import weakref
 from collections import Counter, OrderedDict
 from types import ModuleType
 from typing import Any
@@ -59,27 +64,44 @@ class Recorder:
         return Counter(reason for _, _, reason in self.calls)
 
 
-def _load_locked_reads_copy() -> ModuleType:
-    """A second copy of leaklab.caches built as on a free-threaded build (reads take the lock)."""
-    name = "leaklab._caches_locked_reads_for_tests"
+def _load_copy(name: str, mp: pytest.MonkeyPatch) -> ModuleType:
+    """A second copy of leaklab.caches, imported under what ``mp`` has patched."""
     spec = importlib.util.spec_from_file_location(name, caches_gil.__file__)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    mp.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_locked_reads_copy() -> ModuleType:
+    """A copy built as on a free-threaded build: reads take the lock, no compiled read."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
-        mp.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-    assert module._READS_TAKE_LOCK
+        module = _load_copy("leaklab._caches_locked_reads_for_tests", mp)
+    assert module._READS_TAKE_LOCK and not module.COMPILED
+    return module
+
+
+def _load_pure_copy() -> ModuleType:
+    """A copy that runs in pure Python, as where the C extension could not be built."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEAKLAB_PURE_PYTHON", "1")
+        module = _load_copy("leaklab._caches_pure_for_tests", mp)
+    assert not module._READS_TAKE_LOCK and not module.COMPILED
     return module
 
 
 caches_locked = _load_locked_reads_copy()
+caches_pure = _load_pure_copy()
+_VARIANTS = {"gil": caches_gil, "pure": caches_pure, "locked-reads": caches_locked}
 
 
-@pytest.fixture(params=["gil", "locked-reads"])
+@pytest.fixture(params=list(_VARIANTS))
 def LRU(request: pytest.FixtureRequest) -> Any:
-    """LRUCache as built here, and as built on a free-threaded build (every read locked)."""
-    return caches_gil.LRUCache if request.param == "gil" else caches_locked.LRUCache
+    """LRUCache as built here (with the compiled read if it was built), in pure Python, and as
+    built on a free-threaded build (every read locked)."""
+    return _VARIANTS[request.param].LRUCache
 
 
 # ------------------------------------------------------------------------------------------
@@ -1175,6 +1197,203 @@ def test_threads_contended_invariants(LRU: Any, config: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# The compiled read path (leaklab._cachecore) and the pure-Python read agree
+
+
+def test_compiled_read_is_used_where_a_compiler_exists() -> None:
+    """``make test`` installs with a C compiler here, so the compiled read must be in use."""
+    compiler = (sysconfig.get_config_var("CC") or "").split()
+    if os.environ.get("LEAKLAB_PURE_PYTHON") or not compiler or not shutil.which(compiler[0]):
+        pytest.skip("no C compiler (or LEAKLAB_PURE_PYTHON set): the pure-Python read is used")
+    assert caches_gil.COMPILED
+    assert type(LRUCache.get).__name__ == "method_descriptor"
+    assert LRUCache.get.__qualname__ == "CacheCore.get"
+    assert type(LRUCache(2, ttl=5)).get is LRUCache.get  # the ttl class too
+    assert type(LRUCache(2)).get is LRUCache.get
+    assert LRUCache.get.__doc__ and "most recently used" in LRUCache.get.__doc__
+    counted = type(LRUCache(2))
+    assert counted.set is caches_gil._core.CacheCore._counted_set  # the count-only write
+    assert type(LRUCache(2, ttl=5)).set.__qualname__ == "_TimedLRUCache.set"  # Python
+
+
+def test_pure_python_write_is_used_when_asked() -> None:
+    counted = type(caches_pure.LRUCache(2))
+    assert counted.set is counted._set_slow
+    assert type(counted.set).__name__ == "function"
+
+
+def test_pure_python_read_is_used_when_asked() -> None:
+    assert caches_pure.LRUCache.get is caches_pure.LRUCache._get_slow
+    assert type(caches_pure.LRUCache.get).__name__ == "function"
+
+
+@pytest.mark.parametrize("ttl", [None, 50])
+def test_get_keeps_reference_counts(LRU: Any, ttl: int | None) -> None:
+    """Hits, misses, defaults and expiries leave every object's reference count as it was."""
+    clock = FakeClock()
+    c = LRU(4, ttl=ttl, clock=clock)
+    # Strings built at run time: constants may be immortal (3.12+), with a fixed count.
+    key, value, default, gone = "".join(["k"] * 50), object(), object(), "".join(["g"] * 50)
+    c.set(key, value)
+    c.set(gone, object(), ttl=1)
+    for _ in range(3):  # warm up: the first calls may create interned or cached objects
+        c.get(key), c.get("absent", default)
+    before = [sys.getrefcount(x) for x in (key, value, default, gone)]
+    for _ in range(1000):
+        assert c.get(key) is value
+        assert c.get("absent", default) is default
+        assert c.get("absent") is None
+        assert c.get(key, default=default) is value
+    clock.advance(2)
+    assert c.get(gone, default) is default  # expired: a miss that removes it
+    after = [sys.getrefcount(x) for x in (key, value, default, gone)]
+    assert after[:3] == before[:3]
+    assert after[3] < before[3]  # the cache let go of the expired key
+    s = c.stats()
+    assert (s.hits, s.misses, s.expirations) == (2003, 2004, 1)
+
+
+def test_set_keeps_reference_counts(LRU: Any) -> None:
+    """Replacing and evicting release every value and key the cache let go of."""
+    c = LRU(2)
+    keys = ["k" * 40 + str(i) for i in range(3)]
+    value = object()
+    before = [sys.getrefcount(x) for x in [value, *keys]]
+    for _ in range(500):
+        for k in keys:  # three keys in a cache of two: every set evicts
+            c.set(k, value)
+        c.set(keys[2], value)  # replaces
+    del k  # the loop variable's reference
+    c.clear()
+    assert [sys.getrefcount(x) for x in [value, *keys]] == before
+    assert c.stats().evictions == 500 * 3 - 2
+
+
+def test_set_argument_errors_and_the_lock_is_released(LRU: Any) -> None:
+    c = LRU(2)
+    with pytest.raises(TypeError, match="value"):
+        c.set("a")
+    with pytest.raises(TypeError, match="positional argument"):
+        c.set("a", 1, 2)
+    with pytest.raises(TypeError, match="bogus"):
+        c.set("a", 1, bogus=2)
+    with pytest.raises(TypeError, match="unhashable"):
+        c.set(["a"], 1)
+
+    class BadHash:
+        def __hash__(self) -> int:
+            raise RuntimeError("no hash")
+
+    with pytest.raises(RuntimeError, match="no hash"):
+        c.set(BadHash(), 1)
+    c.set("a", 1, ttl=None)  # the lock was released each time (else this would hang)
+    c.set("b", 2, ttl=5)  # a per-entry ttl: the general path
+    c.set("c", 3)  # now in a table of (value, expires) entries
+    assert c.keys() == ["c", "b"] and c.get("b") == 2
+    assert c.stats().evictions == 1
+
+
+def test_get_argument_errors(LRU: Any) -> None:
+    c = LRU(2)
+    c.set("a", 1)
+    with pytest.raises(TypeError, match="key"):
+        c.get()
+    with pytest.raises(TypeError, match="positional argument"):
+        c.get("a", 1, 2)
+    with pytest.raises(TypeError, match="bogus"):
+        c.get("a", bogus=1)
+    with pytest.raises(TypeError, match="unhashable"):
+        c.get(["a"])
+    assert c.get(key="a") == 1 and c.get("b", default=7) == 7
+    assert (c.stats().hits, c.stats().misses) == (1, 1)
+
+
+def test_get_propagates_errors_of_hash_and_clock(LRU: Any) -> None:
+    class BadHash:
+        def __hash__(self) -> int:
+            raise RuntimeError("no hash")
+
+    failing = {"on": False}
+
+    def clock() -> float:
+        if failing["on"]:
+            raise OSError("clock broke")
+        return 0.0
+
+    c = LRU(2, ttl=5, clock=clock)
+    c.set("a", 1)
+    with pytest.raises(RuntimeError, match="no hash"):
+        c.get(BadHash())
+    failing["on"] = True
+    with pytest.raises(OSError, match="clock broke"):
+        c.get("a")
+    failing["on"] = False
+    assert c.get("a") == 1
+    assert (c.stats().hits, c.stats().misses) == (1, 0)  # a failed read counts nothing
+
+
+def test_get_survives_a_key_that_empties_the_cache_while_compared(LRU: Any) -> None:
+    """A key's ``__eq__`` is Python code run in the middle of a read; here it clears the cache.
+
+    The read must neither crash nor lose the value it found: it returns it, as a hit that came
+    just before the clear.
+    """
+
+    armed: dict[str, Any] = {"cache": None}
+
+    class Key:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __hash__(self) -> int:
+            return 1  # every Key collides, so lookups compare with __eq__
+
+        def __eq__(self, other: object) -> bool:
+            cache, armed["cache"] = armed["cache"], None
+            if cache is not None:
+                cache.clear()
+            return isinstance(other, Key) and other.name == self.name
+
+    c = LRU(4)
+    value = object()
+    c.set(Key("a"), value)
+    armed["cache"] = c
+    got = c.get(Key("a"))
+    assert armed["cache"] is None  # __eq__ ran, and cleared the cache
+    assert got is value or got is None  # None if the clear restarted the lookup first
+    assert len(c) == 0
+    assert sys.getrefcount(value) == 2  # ours and getrefcount's argument: the cache let go
+
+
+def test_a_cycle_through_the_cache_is_collected(LRU: Any) -> None:
+    """The compiled base class takes part in garbage collection like the Python slots."""
+
+    class Value:
+        cache: Any = None
+
+    for kwargs in ({}, {"ttl": 5}, {"max_size": 100}):
+        c = LRU(2, **kwargs)
+        v = Value()
+        v.cache = c  # value -> cache -> table -> value
+        c.set("v", v)
+        ref = weakref.ref(v)
+        del c, v
+        gc.collect()
+        assert ref() is None, kwargs
+
+
+def test_a_subclass_keeps_the_compiled_read(LRU: Any) -> None:
+    class Tagged(LRU):  # type: ignore[misc, valid-type]
+        __slots__ = ("tag",)
+
+    c = Tagged(2)
+    c.tag = "x"
+    c.set("a", 1)
+    assert c.get("a") == 1 and c.get("b", 0) == 0 and c.tag == "x"
+    assert (c.stats().hits, c.stats().misses) == (1, 1)
+
+
+# ------------------------------------------------------------------------------------------
 # Property-based: LRUCache against a plain reference model
 
 
@@ -1414,6 +1633,14 @@ class LockedReadsMachine(LRUCacheMachine):
 
 TestLockedReadsAgainstModel = LockedReadsMachine.TestCase
 TestLockedReadsAgainstModel.settings = settings(_machine_settings, max_examples=40)
+
+
+class PurePythonMachine(LRUCacheMachine):
+    module = caches_pure
+
+
+TestPurePythonAgainstModel = PurePythonMachine.TestCase
+TestPurePythonAgainstModel.settings = settings(_machine_settings, max_examples=40)
 
 
 def test_public_names() -> None:

@@ -24,11 +24,21 @@ common configurations (a count bound only; a default ttl), whose hot paths skip 
 general class needs. ``bench/bench_caches.py`` measures all this against cachetools, cachebox,
 ``functools.lru_cache`` and a plain dict.
 
+The two hottest paths are also compiled, when a C compiler was there at install time: the
+optional extension ``leaklab._cachecore`` (``src/leaklab/_cachecore.c``, about 400 lines of C) is the
+base class of :class:`LRUCache` and provides ``get`` for a plain hit or miss, and ``set`` for a
+cache with a count bound only. A Python frame around a few C calls costs about as much as the calls
+themselves, and these are what an exact LRU cache cannot do without; every other case is handed to
+the Python code here (``_get_slow``, ``_set_slow``), which is also the whole implementation where
+the extension is missing. :data:`COMPILED` tells which is in use; the environment variable
+``LEAKLAB_PURE_PYTHON=1`` turns the extension off, and the tests run every behaviour both ways.
+
 Thread safety: every operation that changes the cache's contents (``set``, evictions, expiry,
 ``delete``, ``pop``, ``clear`` and ``get`` with ``update_age_on_get``) holds one
 :class:`threading.Lock`. On a CPython build with the GIL, the hit path of ``get``, ``peek`` and
 ``has`` takes no lock: it is a few single C-level ``OrderedDict`` operations and
-``itertools.count`` increments, each of which runs whole under the GIL. An entry is one object (a
+``itertools.count`` increments, each of which runs whole under the GIL (the compiled ``get`` does
+the same steps, and holds references to what it read while a key's ``__eq__`` may run). An entry is one object (a
 value, or a ``(value, expires)`` tuple) replaced in one step, so a reader sees it before or after
 a change, never half made; a ``get`` that races with an eviction returns the value it read, as if
 it had come just before. Only a read that meets an expired entry takes the lock, to remove it. On
@@ -54,6 +64,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import os
 import sys
 import threading
 import time
@@ -74,7 +85,6 @@ DisposeReason = Literal["evict", "expire", "set", "delete", "clear"]
 """Why an entry left an :class:`LRUCache`, as passed to its ``dispose`` callback."""
 
 _MISSING: Any = object()  # "no such entry"; never stored
-_NEVER = math.inf  # the deadline of an entry that does not expire (compared by identity)
 
 
 def _gil_enabled() -> bool:
@@ -86,6 +96,38 @@ def _gil_enabled() -> bool:
 # must be re-entrant because a read that finds an expired entry takes it again to remove it.
 _READS_TAKE_LOCK = not _gil_enabled()
 _make_lock: Callable[[], Any] = threading.RLock if _READS_TAKE_LOCK else threading.Lock
+
+
+def _load_core() -> Any:
+    """The compiled read path (``leaklab._cachecore``), or None to run everything in Python.
+
+    None when the extension was not built (no C compiler at install time), on a free-threaded
+    build (its reads are lock-free, which is only safe under the GIL), or when the environment
+    variable ``LEAKLAB_PURE_PYTHON`` is set to a non-empty value (the tests run both paths).
+    """
+    if _READS_TAKE_LOCK or os.environ.get("LEAKLAB_PURE_PYTHON"):
+        return None
+    try:
+        from leaklab import _cachecore
+    except ImportError:
+        return None
+    return _cachecore
+
+
+_core = _load_core()
+COMPILED: bool = _core is not None
+"""Whether :class:`LRUCache` reads through the compiled ``get`` of ``leaklab._cachecore``."""
+
+# The deadline of an entry that does not expire, compared by identity (the compiled read uses
+# the same object).
+_NEVER: float = _core.NEVER if _core is not None else math.inf
+_CORE_BASES: tuple[type, ...] = (_core.CacheCore,) if _core is not None else ()
+# The attributes the compiled code uses live in its base class; without it, they are slots here.
+_CORE_SLOTS = (
+    ()
+    if _core is not None
+    else ("_clock", "_evictions", "_lock", "_max", "_misses", "_table", "_update_age_on_get")
+)
 
 
 def _locked_read(method: Callable[..., T]) -> Callable[..., T]:
@@ -244,7 +286,7 @@ def _count_value(counter: itertools.count[int]) -> int:
     return int(text[text.index("(") + 1 : -1])
 
 
-class LRUCache(Generic[K, V]):
+class LRUCache(*_CORE_BASES, Generic[K, V]):
     """A least-recently-used cache with an entry and/or size bound, expiry, and statistics.
 
     At least one bound is required: ``max`` (entries) or ``max_size`` (total of
@@ -288,27 +330,21 @@ class LRUCache(Generic[K, V]):
     """
 
     __slots__ = (
-        "_clock",
         "_deadline_keys",
         "_deadline_times",
         "_dispose",
-        "_evictions",
         "_expirations",
         "_heap",
         "_hits",
-        "_lock",
-        "_max",
         "_max_size",
-        "_misses",
         "_next_expiry",
         "_seq",
         "_size_of",
         "_sizes",
-        "_table",
         "_total_size",
         "_ttl",
         "_ttls",
-        "_update_age_on_get",
+        *_CORE_SLOTS,
     )
 
     def __new__(
@@ -456,6 +492,12 @@ class LRUCache(Generic[K, V]):
             pass
         next(hits)
         return value
+
+    # The compiled ``CacheCore.get`` handles a plain hit or miss itself and hands every other
+    # case (an expired entry, ``update_age_on_get``, keyword arguments) to this method.
+    _get_slow = get
+    if _core is not None:
+        del get  # reads go to the compiled get of the base class
 
     @_locked_read
     def peek(self, key: K, default: Any = None) -> Any:
@@ -1043,6 +1085,8 @@ class _TimedLRUCache(LRUCache[K, V]):
     get.__doc__ = LRUCache.get.__doc__
     peek.__doc__ = LRUCache.peek.__doc__
     has.__doc__ = LRUCache.has.__doc__
+    if _core is not None:
+        del get  # the compiled get of the base class is faster still
 
 
 class _CountedLRUCache(LRUCache[K, V]):
@@ -1081,3 +1125,7 @@ class _CountedLRUCache(LRUCache[K, V]):
             lock.release()
 
     set.__doc__ = LRUCache.set.__doc__
+    # The compiled set does the same for a table of bare values and hands the rest to this.
+    _set_slow = set
+    if _core is not None:
+        set = _core.CacheCore._counted_set  # noqa: A003
