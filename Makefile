@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml setup.py src/leaklab/_cachecore.c
 	$(BIN)/python -m pip install --quiet -e .
 	@# Optional benchmark peer: a failure here (no wheel for this platform) must not block the course.
 	-$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@$(BIN)/python -c "import leaklab.caches as c; print('leaklab: LRUCache runs', \
+		'compiled (leaklab._cachecore)' if c.COMPILED else 'in pure Python (the optional C extension was not built)')"
 	@touch $(STAMP)
 
 setup: $(STAMP)

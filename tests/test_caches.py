@@ -1203,8 +1203,14 @@ def test_threads_contended_invariants(LRU: Any, config: dict[str, Any]) -> None:
 def test_compiled_read_is_used_where_a_compiler_exists() -> None:
     """``make test`` installs with a C compiler here, so the compiled read must be in use."""
     compiler = (sysconfig.get_config_var("CC") or "").split()
-    if os.environ.get("LEAKLAB_PURE_PYTHON") or not compiler or not shutil.which(compiler[0]):
-        pytest.skip("no C compiler (or LEAKLAB_PURE_PYTHON set): the pure-Python read is used")
+    headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    if (
+        os.environ.get("LEAKLAB_PURE_PYTHON")
+        or not compiler
+        or not shutil.which(compiler[0])
+        or not os.path.exists(headers)
+    ):
+        pytest.skip("no C compiler or Python headers (or LEAKLAB_PURE_PYTHON set): pure Python")
     assert caches_gil.COMPILED
     assert type(LRUCache.get).__name__ == "method_descriptor"
     assert LRUCache.get.__qualname__ == "CacheCore.get"

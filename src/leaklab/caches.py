@@ -1128,4 +1128,4 @@ class _CountedLRUCache(LRUCache[K, V]):
     # The compiled set does the same for a table of bare values and hands the rest to this.
     _set_slow = set
     if _core is not None:
-        set = _core.CacheCore._counted_set  # noqa: A003
+        set = _core.CacheCore._counted_set
