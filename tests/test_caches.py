@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import inspect
 import importlib.util
 import math
 import os
@@ -1297,6 +1298,17 @@ def test_set_argument_errors_and_the_lock_is_released(LRU: Any) -> None:
     c.set("c", 3)  # now in a table of (value, expires) entries
     assert c.keys() == ["c", "b"] and c.get("b") == 2
     assert c.stats().evictions == 1
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"ttl": 5}, {"max_size": 10}])
+def test_get_and_set_signatures(LRU: Any, kwargs: dict[str, Any]) -> None:
+    """help() and inspect show the same signatures, compiled or not."""
+    c = LRU(2, **kwargs)
+    get, put = inspect.signature(c.get), inspect.signature(c.set)
+    assert list(get.parameters) == ["key", "default"]
+    assert get.parameters["default"].default is None
+    assert list(put.parameters) == ["key", "value", "ttl"]
+    assert put.parameters["ttl"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_get_argument_errors(LRU: Any) -> None:

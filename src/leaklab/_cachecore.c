@@ -105,7 +105,7 @@ count_one(PyObject *counter)
 }
 
 PyDoc_STRVAR(core_get_doc,
-"get(key, default=None)\n--\n\n"
+"get($self, key, default=None)\n--\n\n"
 "Return the live value for ``key`` and mark it most recently used, else ``default``.\n\n"
 "Counts a hit or a miss. An expired entry is removed (reason ``\"expire\"``) and is a miss.\n"
 "With ``update_age_on_get``, a hit restarts the entry's ttl.");
@@ -223,7 +223,7 @@ release_after_error(PyObject *lock)
 }
 
 PyDoc_STRVAR(core_counted_set_doc,
-"_counted_set(key, value, *, ttl=None)\n--\n\n"
+"_counted_set($self, key, value, *, ttl=None)\n--\n\n"
 "``LRUCache.set`` of a cache with a count bound only (no ttl, size or dispose): store ``value``\n"
 "under ``key`` as the most recently used entry, evicting the least recently used one if the\n"
 "cache is full. A per-entry ``ttl`` or a table already holding ttl entries goes to Python.");

@@ -61,6 +61,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -139,10 +140,7 @@ def _locked_read(method: Callable[..., T]) -> Callable[..., T]:
         with self._lock:
             return method(self, *args, **kwargs)
 
-    locked.__name__ = method.__name__
-    locked.__qualname__ = method.__qualname__
-    locked.__doc__ = method.__doc__
-    return locked
+    return functools.update_wrapper(locked, method)  # name, doc and signature (via __wrapped__)
 
 
 # --------------------------------------------------------------------------------------------
