@@ -645,6 +645,22 @@ def test_deadline_queue_stays_bounded(LRU: Any, clock_step: float) -> None:
     assert refreshing.purge_stale() + replacing.purge_stale() + evicting.purge_stale() == 21
 
 
+def test_deadline_queue_stays_bounded_when_evictions_skip_the_oldest_deadline(LRU: Any) -> None:
+    # One key is read before every set, so it is never the least recently used: each eviction
+    # leaves a stale deadline behind (not the oldest one), which only compaction removes.
+    clock = FakeClock()
+    c = LRU(10, ttl=10**6, clock=clock)
+    c.set("hot", 0)
+    for i in range(5_000):
+        assert c.get("hot") == 0
+        c.set(i, i)
+        clock.advance(0.001)
+    assert len(c._deadline_keys) == len(c._deadline_times) <= 2 * len(c) + 64 + 1
+    assert c.stats().evictions == 5_000 - 9
+    clock.advance(10**6)
+    assert c.purge_stale() == 10 and len(c) == 0
+
+
 def test_compacted_deadline_queue_still_expires_everything(LRU: Any) -> None:
     clock = FakeClock()
     c = LRU(100, ttl=10, clock=clock)
@@ -1220,13 +1236,14 @@ def test_compiled_read_is_used_where_a_compiler_exists() -> None:
     assert LRUCache.get.__doc__ and "most recently used" in LRUCache.get.__doc__
     counted = type(LRUCache(2))
     assert counted.set is caches_gil._core.CacheCore._counted_set  # the count-only write
-    assert type(LRUCache(2, ttl=5)).set.__qualname__ == "_TimedLRUCache.set"  # Python
+    assert type(LRUCache(2, ttl=5)).set is caches_gil._core.CacheCore._timed_set  # default ttl
+    assert type(LRUCache(max_size=9)).set is LRUCache.set  # the general write: Python
 
 
 def test_pure_python_write_is_used_when_asked() -> None:
-    counted = type(caches_pure.LRUCache(2))
-    assert counted.set is counted._set_slow
-    assert type(counted.set).__name__ == "function"
+    for cache in (caches_pure.LRUCache(2), caches_pure.LRUCache(2, ttl=5)):
+        assert type(cache).set is type(cache)._set_slow
+        assert type(type(cache).set).__name__ == "function"
 
 
 def test_pure_python_read_is_used_when_asked() -> None:
@@ -1260,9 +1277,10 @@ def test_get_keeps_reference_counts(LRU: Any, ttl: int | None) -> None:
     assert (s.hits, s.misses, s.expirations) == (2003, 2004, 1)
 
 
-def test_set_keeps_reference_counts(LRU: Any) -> None:
+@pytest.mark.parametrize("kwargs", [{}, {"ttl": 50}], ids=["count", "ttl"])
+def test_set_keeps_reference_counts(LRU: Any, kwargs: dict[str, Any]) -> None:
     """Replacing and evicting release every value and key the cache let go of."""
-    c = LRU(2)
+    c = LRU(2, clock=FakeClock(), **kwargs)
     keys = ["k" * 40 + str(i) for i in range(3)]
     value = object()
     before = [sys.getrefcount(x) for x in [value, *keys]]
@@ -1276,8 +1294,9 @@ def test_set_keeps_reference_counts(LRU: Any) -> None:
     assert c.stats().evictions == 500 * 3 - 2
 
 
-def test_set_argument_errors_and_the_lock_is_released(LRU: Any) -> None:
-    c = LRU(2)
+@pytest.mark.parametrize("kwargs", [{}, {"ttl": 50}], ids=["count", "ttl"])
+def test_set_argument_errors_and_the_lock_is_released(LRU: Any, kwargs: dict[str, Any]) -> None:
+    c = LRU(2, **kwargs)
     with pytest.raises(TypeError, match="value"):
         c.set("a")
     with pytest.raises(TypeError, match="positional argument"):

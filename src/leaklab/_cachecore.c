@@ -2,16 +2,17 @@
  *
  * A hit in an exact LRU cache must look the key up, move the entry to the most-recent end and
  * count the hit. In Python that is a function frame around three C calls; here it is one C call.
- * This module holds only that read path, and the write of the commonest configuration (a count
- * bound and nothing else): `CacheCore` is the base class of LRUCache and keeps the attributes
- * these two need (`_table`, `_misses`, `_clock`, `_lock`, `_max`, `_evictions`,
- * `_update_age_on_get`). Every other write, and every read that is not a plain hit or miss,
- * stays in Python (caches.py), which LRUCache uses as a whole when this extension is not built.
+ * This module holds only that read path, and the common cases of `set` in the two commonest
+ * configurations (a count bound only; a default ttl without dispose): `CacheCore` is the base
+ * class of LRUCache and keeps the attributes these need (members below). Every other write, and
+ * every read that is not a plain hit or miss, stays in Python (caches.py), which LRUCache uses as
+ * a whole when this extension is not built.
  *
  * Thread safety (GIL builds only; caches.py does not import this on a free-threaded build): the
  * read takes no lock, as the Python read does not. It holds strong references to the table and
  * the entry it read, so Python code that runs in between (a key's __eq__, a finalizer) may
- * change the cache but cannot free what this function is using.
+ * change the cache but cannot free what this function is using. The writes hold the cache's
+ * lock, as the Python ones do, and release what left the cache only after releasing the lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,6 +33,14 @@ typedef struct {
     PyObject *lock;    /* threading.Lock, held by every write */
     PyObject *max;     /* the most entries held: int, or None */
     PyObject *evictions; /* an int: a Python-level `self._evictions += 1` is faster on an object */
+    /* For the write of a cache with a default ttl (see caches.py for what each one holds): */
+    PyObject *ttl;            /* the default ttl, seconds */
+    PyObject *next_expiry;    /* a lower bound on every live deadline */
+    PyObject *deadline_keys;  /* deque of keys with the default ttl, in deadline order */
+    PyObject *deadline_times; /* deque of their deadlines */
+    PyObject *ttls;           /* dict: key -> its own ttl */
+    PyObject *dispose;        /* callable or None */
+    PyObject *sizes;          /* dict of entry sizes, or None without max_size */
     char update_age_on_get;
 } CacheCore;
 
@@ -39,6 +48,7 @@ static PyObject *never;     /* the deadline of an entry that does not expire: +i
 static PyObject *slow_name; /* "_get_slow", the Python read that handles everything else */
 static PyObject *set_slow_name; /* "_set_slow", the Python write that handles everything else */
 static PyObject *acquire_name, *release_name, *popitem_name, *ttl_name, *one;
+static PyObject *popleft_name, *append_name, *pop_name, *compact_name;
 
 static int
 core_traverse(CacheCore *self, visitproc visit, void *arg)
@@ -49,6 +59,13 @@ core_traverse(CacheCore *self, visitproc visit, void *arg)
     Py_VISIT(self->lock);
     Py_VISIT(self->max);
     Py_VISIT(self->evictions);
+    Py_VISIT(self->ttl);
+    Py_VISIT(self->next_expiry);
+    Py_VISIT(self->deadline_keys);
+    Py_VISIT(self->deadline_times);
+    Py_VISIT(self->ttls);
+    Py_VISIT(self->dispose);
+    Py_VISIT(self->sizes);
     return 0;
 }
 
@@ -61,6 +78,13 @@ core_clear(CacheCore *self)
     Py_CLEAR(self->lock);
     Py_CLEAR(self->max);
     Py_CLEAR(self->evictions);
+    Py_CLEAR(self->ttl);
+    Py_CLEAR(self->next_expiry);
+    Py_CLEAR(self->deadline_keys);
+    Py_CLEAR(self->deadline_times);
+    Py_CLEAR(self->ttls);
+    Py_CLEAR(self->dispose);
+    Py_CLEAR(self->sizes);
     return 0;
 }
 
@@ -72,21 +96,23 @@ core_dealloc(CacheCore *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Hand the call, as it came, to the Python method `_get_slow(self, key, default=None)`. */
+/* Hand a call, as it came, to the Python method `name` (`_get_slow` or `_set_slow`), which
+ * handles every case, and raises the errors for bad arguments. */
 static PyObject *
-get_slow(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+forward(CacheCore *self, PyObject *name, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames)
 {
     PyObject *stack[8];
     Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
     if (total > 7) {
-        PyErr_Format(PyExc_TypeError, "get() takes at most 2 arguments (%zd given)", total);
+        PyErr_Format(PyExc_TypeError, "%U() takes at most 3 arguments (%zd given)", name, total);
         return NULL;
     }
     stack[0] = (PyObject *)self;
     for (Py_ssize_t i = 0; i < total; i++) {
         stack[i + 1] = args[i];
     }
-    return PyObject_VectorcallMethod(slow_name, stack, (size_t)(nargs + 1), kwnames);
+    return PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), kwnames);
 }
 
 /* Advance an itertools.count; 0 on success, -1 with an exception set. */
@@ -116,7 +142,7 @@ core_get(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
     if (kwnames != NULL || nargs < 1 || nargs > 2 || self->table == NULL ||
         self->misses == NULL || self->clock == NULL || !PyTuple_CheckExact(self->table) ||
         PyTuple_GET_SIZE(self->table) != 4) {
-        return get_slow(self, args, nargs, kwnames);
+        return forward(self, slow_name, args, nargs, kwnames);
     }
     PyObject *key = args[0];
     PyObject *dflt = nargs == 2 ? args[1] : Py_None;
@@ -129,7 +155,7 @@ core_get(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
 
     if (!PyDict_Check(entries)) {
         Py_DECREF(table);
-        return get_slow(self, args, nargs, kwnames);
+        return forward(self, slow_name, args, nargs, kwnames);
     }
     entry = PyDict_GetItemWithError(entries, key); /* borrowed */
     if (entry == NULL) {
@@ -189,7 +215,7 @@ core_get(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
 slow:
     Py_DECREF(entry);
     Py_DECREF(table);
-    return get_slow(self, args, nargs, kwnames);
+    return forward(self, slow_name, args, nargs, kwnames);
 
 done:
     Py_XDECREF(value);
@@ -220,6 +246,49 @@ release_after_error(PyObject *lock)
         PyErr_WriteUnraisable(lock);
     }
     PyErr_Restore(type, value, tb);
+}
+
+/* Advance an int attribute by one (the eviction count). */
+static int
+increment(PyObject **counter)
+{
+    PyObject *count = *counter == NULL ? PyLong_FromLong(1) : PyNumber_Add(*counter, one);
+    if (count == NULL) {
+        return -1;
+    }
+    Py_XSETREF(*counter, count);
+    return 0;
+}
+
+/* Call obj.name(arg), or obj.name() if arg is NULL, and drop the result; 0 on success, -1 with
+ * an exception set. */
+static int
+call_one(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *r = arg == NULL ? PyObject_CallMethodNoArgs(obj, name)
+                              : PyObject_CallMethodOneArg(obj, name, arg);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Is `item` the first element of `deque`, by identity? -1 on error. */
+static int
+first_is(PyObject *deque, PyObject *item)
+{
+    Py_ssize_t n = PyObject_Length(deque);
+    if (n <= 0) {
+        return n < 0 ? -1 : 0;
+    }
+    PyObject *first = PySequence_GetItem(deque, 0);
+    if (first == NULL) {
+        return -1;
+    }
+    int same = first == item;
+    Py_DECREF(first);
+    return same;
 }
 
 PyDoc_STRVAR(core_counted_set_doc,
@@ -295,13 +364,9 @@ core_counted_set(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObj
             if (keep == NULL) {
                 goto error;
             }
-            PyObject *count = self->evictions == NULL
-                                  ? PyLong_FromLong(1)
-                                  : PyNumber_Add(self->evictions, one);
-            if (count == NULL) {
+            if (increment(&self->evictions) < 0) {
                 goto error;
             }
-            Py_XSETREF(self->evictions, count);
         }
         if (PyObject_SetItem(data, key, value) < 0) {
             goto error;
@@ -324,24 +389,185 @@ error:
     Py_XDECREF(keep);
     return NULL;
 
-slow:;
-    PyObject *stack[8];
-    Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
-    if (total > 7) {
-        PyErr_Format(PyExc_TypeError, "set() takes 2 positional arguments (%zd given)", total);
+slow:
+    return forward(self, set_slow_name, args, nargs, kwnames);
+}
+
+PyDoc_STRVAR(core_timed_set_doc,
+"_timed_set($self, key, value, *, ttl=None)\n--\n\n"
+"``LRUCache.set`` of a cache with a default ttl and a count bound (no size, no dispose): store\n"
+"a new key with the default ttl, evicting the least recently used entry if the cache is full.\n"
+"Replacing a key, a per-entry ``ttl``, or a cache with something expired goes to Python.");
+
+/* The write of a cache with a default ttl, for a new key while nothing has expired. */
+static PyObject *
+core_timed_set(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 2 || self->table == NULL || self->lock == NULL || self->max == NULL ||
+        !PyLong_CheckExact(self->max) || self->clock == NULL || self->ttl == NULL ||
+        self->next_expiry == NULL || self->deadline_keys == NULL ||
+        self->deadline_times == NULL || self->ttls == NULL || !PyDict_Check(self->ttls) ||
+        self->dispose != Py_None || self->sizes != Py_None) {
+        goto slow;
+    }
+    if (kwnames != NULL) { /* only ttl=None stays here */
+        if (PyTuple_GET_SIZE(kwnames) != 1 || args[2] != Py_None ||
+            PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), ttl_name) != 0) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            goto slow;
+        }
+    }
+    Py_ssize_t max = PyLong_AsSsize_t(self->max);
+    if (max == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    stack[0] = (PyObject *)self;
-    for (Py_ssize_t i = 0; i < total; i++) {
-        stack[i + 1] = args[i];
+    PyObject *key = args[0], *value = args[1];
+    PyObject *lock = Py_NewRef(self->lock);
+    PyObject *keep = NULL; /* the evicted (key, entry), released after the lock */
+    PyObject *table = NULL, *now = NULL, *expires = NULL;
+    if (call_lock(lock, acquire_name) < 0) {
+        Py_DECREF(lock);
+        return NULL;
     }
-    return PyObject_VectorcallMethod(set_slow_name, stack, (size_t)(nargs + 1), kwnames);
+    table = self->table;
+    if (!PyTuple_CheckExact(table) || PyTuple_GET_SIZE(table) != 4 ||
+        PyTuple_GET_ITEM(table, 3) != Py_True || !PyDict_Check(PyTuple_GET_ITEM(table, 0))) {
+        table = NULL;
+        goto unlock_slow;
+    }
+    Py_INCREF(table);
+    PyObject *data = PyTuple_GET_ITEM(table, 0);
+    now = PyObject_CallNoArgs(self->clock);
+    if (now == NULL) {
+        goto error;
+    }
+    int stale = PyObject_RichCompareBool(self->next_expiry, now, Py_LE);
+    if (stale < 0) {
+        goto error;
+    }
+    if (stale) {
+        goto unlock_slow; /* something may have expired: Python purges first */
+    }
+    PyObject *old = PyDict_GetItemWithError(data, key);
+    if (old != NULL) {
+        goto unlock_slow; /* replacing: Python handles the old entry's deadline */
+    }
+    if (PyErr_Occurred()) {
+        goto error;
+    }
+    Py_ssize_t held = PyObject_Length(data);
+    if (held < 0) {
+        goto error;
+    }
+    if (held >= max) { /* full: the least recently used entry goes */
+        keep = PyObject_CallMethodOneArg(data, popitem_name, Py_False);
+        if (keep == NULL) {
+            goto error;
+        }
+        if (!PyTuple_CheckExact(keep) || PyTuple_GET_SIZE(keep) != 2 ||
+            !PyTuple_CheckExact(PyTuple_GET_ITEM(keep, 1)) ||
+            PyTuple_GET_SIZE(PyTuple_GET_ITEM(keep, 1)) != 2) {
+            PyErr_SetString(PyExc_RuntimeError, "LRUCache: an entry is not (value, expires)");
+            goto error;
+        }
+        PyObject *lru_key = PyTuple_GET_ITEM(keep, 0);
+        PyObject *lru_expires = PyTuple_GET_ITEM(PyTuple_GET_ITEM(keep, 1), 1);
+        /* Its deadline was the oldest: drop it now rather than leave a stale item. */
+        int first = first_is(self->deadline_times, lru_expires);
+        if (first > 0) {
+            first = first_is(self->deadline_keys, lru_key);
+        }
+        if (first < 0) {
+            goto error;
+        }
+        if (first && (call_one(self->deadline_times, popleft_name, NULL) < 0 ||
+                      call_one(self->deadline_keys, popleft_name, NULL) < 0)) {
+            goto error;
+        }
+        if (PyDict_GET_SIZE(self->ttls) > 0) {
+            int has = PyDict_Contains(self->ttls, lru_key);
+            if (has < 0 || (has && PyDict_DelItem(self->ttls, lru_key) < 0)) {
+                goto error;
+            }
+        }
+        if (increment(&self->evictions) < 0) {
+            goto error;
+        }
+    }
+    expires = PyNumber_Add(now, self->ttl);
+    if (expires == NULL) {
+        goto error;
+    }
+    PyObject *entry = PyTuple_Pack(2, value, expires);
+    if (entry == NULL) {
+        goto error;
+    }
+    int failed = PyObject_SetItem(data, key, entry);
+    Py_DECREF(entry);
+    if (failed < 0 || call_one(self->deadline_keys, append_name, key) < 0 ||
+        call_one(self->deadline_times, append_name, expires) < 0) {
+        goto error;
+    }
+    Py_ssize_t queued = PyObject_Length(self->deadline_keys);
+    held = PyObject_Length(data);
+    if (queued < 0 || held < 0) {
+        goto error;
+    }
+    if (queued > 2 * held + 64) {
+        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, compact_name);
+        if (r == NULL) {
+            goto error;
+        }
+        Py_DECREF(r);
+    }
+    int earlier = PyObject_RichCompareBool(expires, self->next_expiry, Py_LT);
+    if (earlier < 0) {
+        goto error;
+    }
+    if (earlier) {
+        Py_SETREF(self->next_expiry, Py_NewRef(expires));
+    }
+    Py_DECREF(expires);
+    Py_DECREF(now);
+    Py_DECREF(table);
+    if (call_lock(lock, release_name) < 0) {
+        Py_DECREF(lock);
+        Py_XDECREF(keep);
+        return NULL;
+    }
+    Py_DECREF(lock);
+    Py_XDECREF(keep);
+    Py_RETURN_NONE;
+
+error:
+    Py_XDECREF(expires);
+    Py_XDECREF(now);
+    Py_XDECREF(table);
+    release_after_error(lock);
+    Py_DECREF(lock);
+    Py_XDECREF(keep);
+    return NULL;
+
+unlock_slow:
+    Py_XDECREF(now);
+    Py_XDECREF(table);
+    if (call_lock(lock, release_name) < 0) {
+        Py_DECREF(lock);
+        return NULL;
+    }
+    Py_DECREF(lock);
+slow:
+    return forward(self, set_slow_name, args, nargs, kwnames);
 }
 
 static PyMethodDef core_methods[] = {
     {"get", (PyCFunction)(void (*)(void))core_get, METH_FASTCALL | METH_KEYWORDS, core_get_doc},
     {"_counted_set", (PyCFunction)(void (*)(void))core_counted_set, METH_FASTCALL | METH_KEYWORDS,
      core_counted_set_doc},
+    {"_timed_set", (PyCFunction)(void (*)(void))core_timed_set, METH_FASTCALL | METH_KEYWORDS,
+     core_timed_set_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -352,6 +578,13 @@ static PyMemberDef core_members[] = {
     {"_lock", Py_T_OBJECT_EX, offsetof(CacheCore, lock), 0, NULL},
     {"_max", Py_T_OBJECT_EX, offsetof(CacheCore, max), 0, NULL},
     {"_evictions", Py_T_OBJECT_EX, offsetof(CacheCore, evictions), 0, NULL},
+    {"_ttl", Py_T_OBJECT_EX, offsetof(CacheCore, ttl), 0, NULL},
+    {"_next_expiry", Py_T_OBJECT_EX, offsetof(CacheCore, next_expiry), 0, NULL},
+    {"_deadline_keys", Py_T_OBJECT_EX, offsetof(CacheCore, deadline_keys), 0, NULL},
+    {"_deadline_times", Py_T_OBJECT_EX, offsetof(CacheCore, deadline_times), 0, NULL},
+    {"_ttls", Py_T_OBJECT_EX, offsetof(CacheCore, ttls), 0, NULL},
+    {"_dispose", Py_T_OBJECT_EX, offsetof(CacheCore, dispose), 0, NULL},
+    {"_sizes", Py_T_OBJECT_EX, offsetof(CacheCore, sizes), 0, NULL},
     {"_update_age_on_get", Py_T_BOOL, offsetof(CacheCore, update_age_on_get), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
@@ -400,7 +633,12 @@ PyInit__cachecore(void)
         (release_name == NULL && (release_name = PyUnicode_InternFromString("release")) == NULL) ||
         (popitem_name == NULL && (popitem_name = PyUnicode_InternFromString("popitem")) == NULL) ||
         (ttl_name == NULL && (ttl_name = PyUnicode_InternFromString("ttl")) == NULL) ||
-        (one == NULL && (one = PyLong_FromLong(1)) == NULL)) {
+        (one == NULL && (one = PyLong_FromLong(1)) == NULL) ||
+        (popleft_name == NULL && (popleft_name = PyUnicode_InternFromString("popleft")) == NULL) ||
+        (append_name == NULL && (append_name = PyUnicode_InternFromString("append")) == NULL) ||
+        (pop_name == NULL && (pop_name = PyUnicode_InternFromString("pop")) == NULL) ||
+        (compact_name == NULL &&
+         (compact_name = PyUnicode_InternFromString("_compact_deadlines")) == NULL)) {
         goto error;
     }
     if (PyModule_AddObjectRef(module, "CacheCore", (PyObject *)&CacheCoreType) < 0 ||

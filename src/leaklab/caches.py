@@ -24,13 +24,14 @@ common configurations (a count bound only; a default ttl), whose hot paths skip 
 general class needs. ``bench/bench_caches.py`` measures all this against cachetools, cachebox,
 ``functools.lru_cache`` and a plain dict.
 
-The two hottest paths are also compiled, when a C compiler was there at install time: the
-optional extension ``leaklab._cachecore`` (``src/leaklab/_cachecore.c``, about 400 lines of C) is the
-base class of :class:`LRUCache` and provides ``get`` for a plain hit or miss, and ``set`` for a
-cache with a count bound only. A Python frame around a few C calls costs about as much as the calls
-themselves, and these are what an exact LRU cache cannot do without; every other case is handed to
-the Python code here (``_get_slow``, ``_set_slow``), which is also the whole implementation where
-the extension is missing. :data:`COMPILED` tells which is in use; the environment variable
+The hottest paths are also compiled, when a C compiler was there at install time: the optional
+extension ``leaklab._cachecore`` (``src/leaklab/_cachecore.c``, about 650 lines of C) is the base
+class of :class:`LRUCache` and provides ``get`` for a plain hit or miss, and the common cases of
+``set`` for the two specialised configurations (a count bound only; a default ttl without
+``dispose``). A Python frame around a few C calls costs about as much as the calls themselves,
+and these calls are what an exact LRU cache cannot do without. Every other case is handed to the
+Python code here (``_get_slow``, ``_set_slow``), which is also the whole implementation where the
+extension is missing. :data:`COMPILED` tells which is in use; the environment variable
 ``LEAKLAB_PURE_PYTHON=1`` turns the extension off, and the tests run every behaviour both ways.
 
 Thread safety: every operation that changes the cache's contents (``set``, evictions, expiry,
@@ -38,13 +39,13 @@ Thread safety: every operation that changes the cache's contents (``set``, evict
 :class:`threading.Lock`. On a CPython build with the GIL, the hit path of ``get``, ``peek`` and
 ``has`` takes no lock: it is a few single C-level ``OrderedDict`` operations and
 ``itertools.count`` increments, each of which runs whole under the GIL (the compiled ``get`` does
-the same steps, and holds references to what it read while a key's ``__eq__`` may run). An entry is one object (a
-value, or a ``(value, expires)`` tuple) replaced in one step, so a reader sees it before or after
-a change, never half made; a ``get`` that races with an eviction returns the value it read, as if
-it had come just before. Only a read that meets an expired entry takes the lock, to remove it. On
-a free-threaded build (``sys._is_gil_enabled()`` false), every read takes the lock. ``dispose``
-and ``size_of`` run outside the lock, and values that leave are released after it, so callbacks
-and finalizers may use the cache.
+the same steps, and holds references to what it read while a key's ``__eq__`` may run). An entry is
+one object (a value, or a ``(value, expires)`` tuple) replaced in one step, so a reader sees it
+before or after a change, never half made; a ``get`` that races with an eviction returns the value
+it read, as if it had come just before. Only a read that meets an expired entry takes the lock, to
+remove it. On a free-threaded build (``sys._is_gil_enabled()`` false), every read takes the lock.
+``dispose`` and ``size_of`` run outside the lock, and values that leave are released after it, so
+callbacks and finalizers may use the cache.
 
 Example:
 
@@ -127,7 +128,22 @@ _CORE_BASES: tuple[type, ...] = (_core.CacheCore,) if _core is not None else ()
 _CORE_SLOTS = (
     ()
     if _core is not None
-    else ("_clock", "_evictions", "_lock", "_max", "_misses", "_table", "_update_age_on_get")
+    else (
+        "_clock",
+        "_deadline_keys",
+        "_deadline_times",
+        "_dispose",
+        "_evictions",
+        "_lock",
+        "_max",
+        "_misses",
+        "_next_expiry",
+        "_sizes",
+        "_table",
+        "_ttl",
+        "_ttls",
+        "_update_age_on_get",
+    )
 )
 
 
@@ -328,20 +344,13 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
     """
 
     __slots__ = (
-        "_deadline_keys",
-        "_deadline_times",
-        "_dispose",
         "_expirations",
         "_heap",
         "_hits",
         "_max_size",
-        "_next_expiry",
         "_seq",
         "_size_of",
-        "_sizes",
         "_total_size",
-        "_ttl",
-        "_ttls",
         *_CORE_SLOTS,
     )
 
@@ -1083,8 +1092,12 @@ class _TimedLRUCache(LRUCache[K, V]):
     get.__doc__ = LRUCache.get.__doc__
     peek.__doc__ = LRUCache.peek.__doc__
     has.__doc__ = LRUCache.has.__doc__
+    # The compiled set does the commonest case (a new key, nothing expired, no dispose) and hands
+    # the rest to this.
+    _set_slow = set
     if _core is not None:
         del get  # the compiled get of the base class is faster still
+        set = _core.CacheCore._timed_set
 
 
 class _CountedLRUCache(LRUCache[K, V]):
