@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in ("get hit", "get() hit", "set+evict"):
             ratio = median[(ours, w)] / median[(theirs, w)]
             verdict = "met" if ratio >= target else "NOT met"
-            print(f"  {ours} / {theirs}, {w}: {ratio:.2f}x (target {target}x: {verdict})")
+            print(f"  {ours} / {theirs}, {w}: {ratio:.3f}x (target {target}x: {verdict})")
     return 0
 
 
