@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import inspect
+import itertools
 import importlib.util
 import math
 import os
@@ -35,6 +36,7 @@ from hypothesis.stateful import (
 
 import leaklab.caches as caches_gil
 from leaklab.caches import CacheStats, LimitableMap, LRUCache
+from leaklab.measure import leak_rate
 
 
 class FakeClock:
@@ -1328,6 +1330,26 @@ def test_get_and_set_signatures(LRU: Any, kwargs: dict[str, Any]) -> None:
     assert get.parameters["default"].default is None
     assert list(put.parameters) == ["key", "value", "ttl"]
     assert put.parameters["ttl"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"ttl": 50}, {"max_size": 64}], ids=["count", "ttl", "size"])
+def test_no_memory_kept_per_operation(LRU: Any, kwargs: dict[str, Any]) -> None:
+    """Chapter 00's leak_rate on the cache itself: a full cache under hits, misses, replacements
+    and evictions with fresh keys and values keeps nothing per operation (a missing decref in the
+    compiled code would keep every value it touched)."""
+    c = LRU(8, clock=FakeClock(), **kwargs)
+    n = itertools.count()
+
+    def operate() -> None:
+        i = next(n)
+        key, value = f"key {i}", [i]  # fresh objects, about 120 bytes together
+        c.set(key, value)  # a new key: evicts once full
+        c.get(key)  # a hit
+        c.get(f"absent {i}", value)  # a miss that returns the default
+        c.set(key, [i])  # a replacement
+
+    rate = leak_rate(operate, calls=2000, warmup=100)
+    assert not rate.leaking and rate.bytes_per_call < 16, rate
 
 
 def test_get_argument_errors(LRU: Any) -> None:
