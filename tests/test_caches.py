@@ -1332,7 +1332,9 @@ def test_get_and_set_signatures(LRU: Any, kwargs: dict[str, Any]) -> None:
     assert put.parameters["ttl"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"ttl": 50}, {"max_size": 64}], ids=["count", "ttl", "size"])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"ttl": 50}, {"max_size": 64}], ids=["count", "ttl", "size"]
+)
 def test_no_memory_kept_per_operation(LRU: Any, kwargs: dict[str, Any]) -> None:
     """Chapter 00's leak_rate on the cache itself: a full cache under hits, misses, replacements
     and evictions with fresh keys and values keeps nothing per operation (a missing decref in the
