@@ -236,17 +236,6 @@ call_lock(PyObject *lock, PyObject *name)
     return 0;
 }
 
-/* Release the lock after a failed step, keeping that step's exception. */
-static void
-release_after_error(PyObject *lock)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (call_lock(lock, release_name) < 0) {
-        PyErr_WriteUnraisable(lock);
-    }
-    PyErr_Restore(type, value, tb);
-}
 
 /* Advance an int attribute by one (the eviction count). */
 static int
@@ -291,6 +280,53 @@ first_is(PyObject *deque, PyObject *item)
     return same;
 }
 
+/* Whether a `set` call can take a compiled write: `set(key, value)` or `set(key, value,
+ * ttl=None)` on a cache with a lock and an int `max`, which goes to `*max`. 1 if so, 0 if the
+ * Python write must handle it, -1 with an exception set. */
+static int
+fast_write(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+           Py_ssize_t *max)
+{
+    if (nargs != 2 || self->lock == NULL || self->max == NULL || !PyLong_CheckExact(self->max)) {
+        return 0;
+    }
+    if (kwnames != NULL) { /* only ttl=None stays here */
+        if (PyTuple_GET_SIZE(kwnames) != 1 || args[2] != Py_None) {
+            return 0;
+        }
+        int is_ttl = PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), ttl_name);
+        if (is_ttl != 0) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+    }
+    *max = PyLong_AsSsize_t(self->max);
+    return *max == -1 && PyErr_Occurred() ? -1 : 1;
+}
+
+/* Release the lock taken by a write, then what left the cache (`keep`, may be NULL), so that its
+ * finalizers run without the lock. Steals both references; 0 on success, -1 with an exception. */
+static int
+unlock_and_release(PyObject *lock, PyObject *keep)
+{
+    int status = call_lock(lock, release_name);
+    Py_DECREF(lock);
+    Py_XDECREF(keep);
+    return status;
+}
+
+/* The same after a failed step, keeping that step's exception: finalizers must not run while
+ * it is set, and a failure to unlock is reported as unraisable. */
+static void
+unlock_after_error(PyObject *lock, PyObject *keep)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (unlock_and_release(lock, keep) < 0) {
+        PyErr_WriteUnraisable(NULL);
+    }
+    PyErr_Restore(type, value, tb);
+}
+
 PyDoc_STRVAR(core_counted_set_doc,
 "_counted_set($self, key, value, *, ttl=None)\n--\n\n"
 "``LRUCache.set`` of a cache with a count bound only (no ttl, size or dispose): store ``value``\n"
@@ -302,22 +338,13 @@ PyDoc_STRVAR(core_counted_set_doc,
 static PyObject *
 core_counted_set(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs != 2 || self->table == NULL || self->lock == NULL || self->max == NULL ||
-        !PyLong_CheckExact(self->max)) {
-        goto slow;
-    }
-    if (kwnames != NULL) { /* only ttl=None stays here */
-        if (PyTuple_GET_SIZE(kwnames) != 1 || args[2] != Py_None ||
-            PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), ttl_name) != 0) {
-            if (PyErr_Occurred()) {
-                return NULL;
-            }
-            goto slow;
+    Py_ssize_t max;
+    int fast = fast_write(self, args, nargs, kwnames, &max);
+    if (fast <= 0) {
+        if (fast < 0) {
+            return NULL;
         }
-    }
-    Py_ssize_t max = PyLong_AsSsize_t(self->max);
-    if (max == -1 && PyErr_Occurred()) {
-        return NULL;
+        goto slow;
     }
     PyObject *key = args[0], *value = args[1];
     PyObject *lock = Py_NewRef(self->lock);
@@ -330,11 +357,9 @@ core_counted_set(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObj
     if (table == NULL || !PyTuple_CheckExact(table) || PyTuple_GET_SIZE(table) != 4 ||
         PyTuple_GET_ITEM(table, 3) != Py_False || !PyDict_Check(PyTuple_GET_ITEM(table, 0))) {
         /* entries are (value, expires) since a per-entry ttl was set: the general path */
-        if (call_lock(lock, release_name) < 0) {
-            Py_DECREF(lock);
+        if (unlock_and_release(lock, NULL) < 0) {
             return NULL;
         }
-        Py_DECREF(lock);
         goto slow;
     }
     Py_INCREF(table);
@@ -373,20 +398,14 @@ core_counted_set(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObj
         }
     }
     Py_DECREF(table);
-    if (call_lock(lock, release_name) < 0) {
-        Py_DECREF(lock);
-        Py_XDECREF(keep);
+    if (unlock_and_release(lock, keep) < 0) {
         return NULL;
     }
-    Py_DECREF(lock);
-    Py_XDECREF(keep);
     Py_RETURN_NONE;
 
 error:
     Py_DECREF(table);
-    release_after_error(lock);
-    Py_DECREF(lock);
-    Py_XDECREF(keep);
+    unlock_after_error(lock, keep);
     return NULL;
 
 slow:
@@ -403,25 +422,19 @@ PyDoc_STRVAR(core_timed_set_doc,
 static PyObject *
 core_timed_set(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs != 2 || self->table == NULL || self->lock == NULL || self->max == NULL ||
-        !PyLong_CheckExact(self->max) || self->clock == NULL || self->ttl == NULL ||
+    if (self->clock == NULL || self->ttl == NULL ||
         self->next_expiry == NULL || self->deadline_keys == NULL ||
         self->deadline_times == NULL || self->ttls == NULL || !PyDict_Check(self->ttls) ||
         self->dispose != Py_None || self->sizes != Py_None) {
         goto slow;
     }
-    if (kwnames != NULL) { /* only ttl=None stays here */
-        if (PyTuple_GET_SIZE(kwnames) != 1 || args[2] != Py_None ||
-            PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), ttl_name) != 0) {
-            if (PyErr_Occurred()) {
-                return NULL;
-            }
-            goto slow;
+    Py_ssize_t max;
+    int fast = fast_write(self, args, nargs, kwnames, &max);
+    if (fast <= 0) {
+        if (fast < 0) {
+            return NULL;
         }
-    }
-    Py_ssize_t max = PyLong_AsSsize_t(self->max);
-    if (max == -1 && PyErr_Occurred()) {
-        return NULL;
+        goto slow;
     }
     PyObject *key = args[0], *value = args[1];
     PyObject *lock = Py_NewRef(self->lock);
@@ -432,7 +445,7 @@ core_timed_set(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
         return NULL;
     }
     table = self->table;
-    if (!PyTuple_CheckExact(table) || PyTuple_GET_SIZE(table) != 4 ||
+    if (table == NULL || !PyTuple_CheckExact(table) || PyTuple_GET_SIZE(table) != 4 ||
         PyTuple_GET_ITEM(table, 3) != Py_True || !PyDict_Check(PyTuple_GET_ITEM(table, 0))) {
         table = NULL;
         goto unlock_slow;
@@ -532,32 +545,24 @@ core_timed_set(CacheCore *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
     Py_DECREF(expires);
     Py_DECREF(now);
     Py_DECREF(table);
-    if (call_lock(lock, release_name) < 0) {
-        Py_DECREF(lock);
-        Py_XDECREF(keep);
+    if (unlock_and_release(lock, keep) < 0) {
         return NULL;
     }
-    Py_DECREF(lock);
-    Py_XDECREF(keep);
     Py_RETURN_NONE;
 
 error:
     Py_XDECREF(expires);
     Py_XDECREF(now);
     Py_XDECREF(table);
-    release_after_error(lock);
-    Py_DECREF(lock);
-    Py_XDECREF(keep);
+    unlock_after_error(lock, keep);
     return NULL;
 
 unlock_slow:
     Py_XDECREF(now);
     Py_XDECREF(table);
-    if (call_lock(lock, release_name) < 0) {
-        Py_DECREF(lock);
+    if (unlock_and_release(lock, NULL) < 0) {
         return NULL;
     }
-    Py_DECREF(lock);
 slow:
     return forward(self, set_slow_name, args, nargs, kwnames);
 }
