@@ -6,6 +6,7 @@ import gc
 import math
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -234,3 +235,52 @@ def test_gc_pauses_unregisters_on_error():
 
 def test_peak_rss_is_at_least_current_rss():
     assert measure.peak_rss_mib() >= rss_mib() - 1
+
+
+# --------------------------------------------------------------------------- fitted_rise, progress
+
+
+def test_fitted_rise_is_the_rise_of_the_least_squares_line():
+    import pandas as pd
+
+    from leaklab.measure import MemoryTrace, fitted_rise
+
+    seconds = [i * 0.5 for i in range(11)]
+    rising = MemoryTrace(pd.DataFrame({"seconds": seconds, "rss_mib": [10 + 4 * s for s in seconds]}))
+    assert fitted_rise(rising) == pytest.approx(20.0)
+    # One late spike moves growth_mib by its whole height, the fitted rise far less.
+    spiky = MemoryTrace(pd.DataFrame({"seconds": seconds, "rss_mib": [10.0] * 10 + [60.0]}))
+    assert spiky.growth_mib == 50 and fitted_rise(spiky) < 0.5 * spiky.growth_mib
+    with pytest.raises(TypeError, match="MemoryTrace"):
+        fitted_rise([1, 2, 3])
+
+
+def _work_with_progress(n: int) -> int:
+    from leaklab.measure import progress
+
+    kept = []
+    for i in range(1, n + 1):
+        kept.append(b"x" * 65536)  # written, so every page is resident
+        if i % 50 == 0:
+            progress(i)
+        time.sleep(0.0003)
+    return n
+
+
+def test_progress_adds_a_done_column_that_runs_from_zero_to_the_last_mark():
+    from leaklab.measure import progress, track
+
+    trace = track(_work_with_progress, 600)
+    done = trace.frame["done"].tolist()
+    assert trace.has_progress and done[0] == 0 and done[-1] == 600
+    assert all(b >= a for a, b in zip(done, done[1:]))
+    # 64 KiB kept per item: the slope against items says so, within allocator slack.
+    assert 0.6 * 65536 < trace.bytes_per_unit < 1.5 * 65536
+    progress(5)  # outside a tracked run: a no-op that keeps nothing
+    import leaklab.measure as measure
+
+    assert measure._marks is None
+    plain = track(time.sleep, 0.05)
+    assert not plain.has_progress
+    with pytest.raises(ValueError, match="progress"):
+        plain.bytes_per_unit

@@ -9,6 +9,8 @@ so that all the numbers in the course come from the same code:
   by side all start from the same baseline.
 - :func:`leak_rate` estimates the memory a call keeps, from tracemalloc and from the RSS slope.
 - :func:`gc_pauses` records every cyclic-GC collection inside a ``with`` block.
+- :func:`fitted_rise` is the MiB a trace's fitted line rises over its run (what chapters assert on);
+  :func:`progress` lets a workload say how far it got, so a figure can put requests on x.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ __all__ = [
     "leak_rate",
     "gc_pauses",
     "fit_slope",
+    "fitted_rise",
+    "progress",
 ]
 
 MIB = 1024 * 1024
@@ -86,6 +90,17 @@ def fit_slope(x: Any, y: Any) -> float:
     return math.fsum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sxx
 
 
+def fitted_rise(trace: MemoryTrace) -> float:
+    """MiB that the least-squares line through ``trace`` rises over the whole run.
+
+    Unlike ``growth_mib`` (last sample minus first) one late or early sample cannot move it much,
+    which is why chapters assert on it: a leak of N MiB rises about N, a bounded cache about 0.
+    """
+    if not isinstance(trace, MemoryTrace):
+        raise TypeError(f"trace must be a MemoryTrace, got {type(trace).__name__}")
+    return trace.slope_mib_per_s * trace.seconds
+
+
 # --------------------------------------------------------------------------- traces over time
 
 
@@ -121,6 +136,21 @@ class MemoryTrace:
         """Duration covered by the samples."""
         return float(self.frame["seconds"].iloc[-1])
 
+    @property
+    def has_progress(self) -> bool:
+        """True when the workload reported :func:`progress`, so ``frame`` has a ``done`` column."""
+        return "done" in self.frame.columns
+
+    @property
+    def bytes_per_unit(self) -> float:
+        """Least-squares slope of RSS against ``done`` (bytes per request, item, ...).
+
+        Needs a workload that called :func:`progress`; raises ValueError otherwise.
+        """
+        if not self.has_progress:
+            raise ValueError("this trace has no 'done' column: its workload never called progress()")
+        return fit_slope(self.frame["done"], self.frame["rss_mib"]) * MIB
+
     def __repr__(self) -> str:
         return (
             f"MemoryTrace(samples={len(self.frame)}, seconds={self.seconds:.2f}, "
@@ -136,6 +166,39 @@ class _Raised:
         self.exc = exc
 
 
+# Progress marks of the run being tracked: None when no run is tracked, so that progress() is a
+# cheap no-op in production code and this list can never grow outside a run.
+_marks: list[tuple[float, float]] | None = None
+
+
+def progress(done: float) -> None:
+    """Say how far a workload has got (requests served, items made) while it is tracked.
+
+    Workloads call it every so often (every 1,000 requests, say); :func:`track` and
+    :func:`track_isolated` then add a ``done`` column to the trace, interpolated at every RSS
+    sample, so a figure can put requests on x (``plot_rss(..., per="request")``). Outside a
+    tracked run it does nothing.
+    """
+    if _marks is not None:
+        _marks.append((time.time(), float(done)))
+
+
+def _done_column(stamps: list[float], marks: list[tuple[float, float]], start: float) -> list[float]:
+    """``done`` at each sample time: linear between marks, 0 at the start, last value after."""
+    points = [(start, 0.0), *sorted(marks)]
+    out = []
+    j = 0
+    for t in stamps:
+        while j + 1 < len(points) and points[j + 1][0] <= t:
+            j += 1
+        if j + 1 == len(points) or t <= points[j][0]:
+            out.append(points[j][1] if t >= points[0][0] else 0.0)
+        else:
+            (t0, d0), (t1, d1) = points[j], points[j + 1]
+            out.append(d0 + (d1 - d0) * (t - t0) / (t1 - t0))
+    return out
+
+
 def _frame(columns: dict[str, list[float]]) -> pd.DataFrame:
     import pandas as pd
 
@@ -149,25 +212,36 @@ def sample_rss(
     result)``. Exceptions from ``fn`` propagate."""
     from memory_profiler import memory_usage  # imported late: it is slow to import
 
+    global _marks
+    started: list[float] = []
+
     def call() -> Any:
+        global _marks
+        _marks = []
+        started.append(time.time())
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # re-raised below, after the sampler has stopped cleanly
             return _Raised(exc)
 
-    with warnings.catch_warnings():
-        # memory_profiler forks its sampler. Inside a Jupyter kernel (which has threads) Python
-        # 3.12+ warns that fork may deadlock; the sampler child only reads /proc through psutil
-        # and talks over a pipe, so it takes no lock that another thread could hold.
-        warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks.*",
-                                category=DeprecationWarning)
-        samples, returned = memory_usage(
-            (call, (), {}), interval=interval, timestamps=True, retval=True, max_iterations=1
-        )
+    try:
+        with warnings.catch_warnings():
+            # memory_profiler forks its sampler. Inside a Jupyter kernel (which has threads) Python
+            # 3.12+ warns that fork may deadlock; the sampler child only reads /proc through psutil
+            # and talks over a pipe, so it takes no lock that another thread could hold.
+            warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks.*",
+                                    category=DeprecationWarning)
+            samples, returned = memory_usage(
+                (call, (), {}), interval=interval, timestamps=True, retval=True, max_iterations=1
+            )
+    finally:
+        marks, _marks = _marks, None
     if isinstance(returned, _Raised):
         raise returned.exc
     stamps = [float(t) for _, t in samples]
     columns = {"seconds": [t - stamps[0] for t in stamps], "rss_mib": [float(m) for m, _ in samples]}
+    if marks:
+        columns["done"] = _done_column(stamps, marks, started[0])
     return columns, returned
 
 
