@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_caches.py
 	$(BIN)/python bench/bench_memoize.py
 	$(BIN)/python bench/bench_state.py
+	$(BIN)/python bench/bench_queues.py
 
 clean:
 	rm -rf _build

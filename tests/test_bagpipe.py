@@ -502,3 +502,19 @@ def test_overload_keeps_memory_bounded_stats_balanced_and_concurrency_at_the_lim
     assert peak_unbounded > 4 * peak         # and so does the memory its waiting calls hold
     assert peak_unbounded > 0.5 * most_unbounded * payload
     gc.collect()
+
+
+def test_refuse_and_timeout_together_count_each_call_once():
+    async def main():
+        pipe = Bagpipe(1, refuse=True, ratio=2, timeout=0.03)
+        tasks = [asyncio.create_task(pipe.push(asyncio.sleep, 0.02, i)) for i in range(5)]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return pipe, [type(r).__name__ for r in results]
+
+    pipe, kinds = run(main())
+    # One runs (0 to 0.02 s); two wait: the first of them runs from 0.02 s and is cancelled at
+    # 0.03 s, the other is still waiting then; two are refused.
+    assert kinds == ["int", "BagpipeTimeoutError", "BagpipeTimeoutError", "TooMuchAsyncCallError",
+                     "TooMuchAsyncCallError"]
+    assert pipe.stats() == BagpipeStats(submitted=5, completed=1, failed=0, timed_out=2, refused=2)
+    assert balanced(pipe) and pipe.active == 0

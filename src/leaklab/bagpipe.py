@@ -30,6 +30,7 @@ import asyncio
 import inspect
 import logging
 import math
+import types
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from leaklab._checks import check_callable, check_int, check_seconds
 __all__ = ["Bagpipe", "BagpipeStats", "BagpipeTimeoutError", "TooMuchAsyncCallError"]
 
 T = TypeVar("T")
+_COROUTINE = types.CoroutineType
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +51,11 @@ class TooMuchAsyncCallError(Exception):
 
 class BagpipeTimeoutError(TimeoutError):
     """Timeout mode: the call did not finish within ``timeout`` seconds of being pushed."""
+
+
+def _not_awaitable(fn: Callable[..., Any], got: object) -> TypeError:
+    return TypeError(f"fn must return an awaitable (an async function's call); "
+                     f"{getattr(fn, '__qualname__', fn)!r} returned {type(got).__name__}")
 
 
 @dataclass(frozen=True)
@@ -144,89 +151,109 @@ class Bagpipe:
         Raises what the call raises, :class:`TooMuchAsyncCallError` (refuse mode, line full) or
         :class:`BagpipeTimeoutError` (timeout mode, out of time).
         """
-        check_callable("fn", fn)
+        if not callable(fn):
+            check_callable("fn", fn)
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError("this Bagpipe is used from another event loop; make one per loop")
-        deadline = None if self._timeout is None else loop.time() + self._timeout
+        if self._loop is not loop:
+            self._bind(loop)
+        if self._timeout is not None:
+            return await self._push_with_timeout(loop, fn, args, kwargs)
+        # Without a timeout the whole path is inline: this is the hot path of a busy service.
         self._submitted += 1
         if self._active < self._limit and not self._waiters:
             self._active += 1
         else:
-            if self._refuse and len(self._waiters) >= self._room:
-                self._refused += 1
-                raise TooMuchAsyncCallError(
-                    f"{len(self._waiters)} calls already wait for {self._limit} running ones")
-            await self._wait_for_slot(loop, deadline)
-        return await self._run(fn, args, kwargs, deadline)
+            waiter = self._join_line(loop)
+            try:
+                await waiter
+            except BaseException:
+                self._leave_line(waiter)
+                self._failed += 1  # cancelled by its caller while waiting
+                raise
+        try:
+            awaitable = fn(*args, **kwargs)
+            if type(awaitable) is not _COROUTINE and not inspect.isawaitable(awaitable):
+                raise _not_awaitable(fn, awaitable)
+            value = await awaitable
+        except BaseException:
+            self._failed += 1
+            self._release()
+            raise
+        self._completed += 1
+        self._release()
+        return value
 
-    async def _wait_for_slot(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
-        """Queue until a finishing call hands its slot over (FIFO, no barging)."""
+    async def _push_with_timeout(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Awaitable[T]],
+                                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        """Timeout mode: one clock from the push to the end of the call, waiting included."""
+        assert self._timeout is not None
+        self._submitted += 1
+        expiry = asyncio.timeout(self._timeout)  # started now: waiting counts against it
+        if self._active < self._limit and not self._waiters:
+            self._active += 1
+            waiter = None
+        else:
+            waiter = self._join_line(loop)  # or refused, and counted as such
+        running = waiter is None
+        try:
+            async with expiry:
+                if waiter is not None:
+                    try:
+                        await waiter
+                    except BaseException:
+                        self._leave_line(waiter)
+                        raise
+                    running = True
+                awaitable = fn(*args, **kwargs)
+                if type(awaitable) is not _COROUTINE and not inspect.isawaitable(awaitable):
+                    raise _not_awaitable(fn, awaitable)
+                value = await awaitable
+        except TimeoutError:
+            if running:
+                self._release()
+            if not expiry.expired():
+                self._failed += 1  # the call's own TimeoutError: a failure like any other
+                raise
+            self._timed_out += 1
+            where = "the call did not finish" if running else "no slot came free"
+            raise BagpipeTimeoutError(f"{where} within {self._timeout} s of its push") from None
+        except BaseException:
+            if running:
+                self._release()
+            self._failed += 1
+            raise
+        self._release()
+        if expiry.expired():  # it swallowed the cancellation and returned late
+            self._timed_out += 1
+            raise BagpipeTimeoutError(f"the call did not finish within {self._timeout} s of its push")
+        self._completed += 1
+        return value
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not None:
+            raise RuntimeError("this Bagpipe is used from another event loop; make one per loop")
+        self._loop = loop
+
+    def _join_line(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """Queue a call (or refuse it); the returned future is resolved when a slot is handed over."""
+        if self._refuse and len(self._waiters) >= self._room:
+            self._refused += 1
+            raise TooMuchAsyncCallError(
+                f"{len(self._waiters)} calls already wait for {self._limit} running ones")
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
         if len(self._waiters) >= self._full_line and not self._full:
             self._full = True
             self._notify_full()
-        try:
-            if deadline is None:
-                await waiter
-            else:
-                async with asyncio.timeout_at(deadline):
-                    await waiter
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():
-                self._release()  # the slot reached us just as we gave up: pass it on
-            else:
-                self._waiters.remove(waiter)
-                self._line_shrank()
-            if isinstance(exc, TimeoutError):
-                self._timed_out += 1
-                raise BagpipeTimeoutError(
-                    f"waited {self._timeout} s in the queue without a free slot") from None
-            self._failed += 1  # cancelled by its caller while waiting
-            raise
+        return waiter
 
-    async def _run(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...],
-                   kwargs: dict[str, Any], deadline: float | None) -> T:
-        """Run one call in the slot this task holds, and free the slot when it has stopped."""
-        outcome = "failed"
-        try:
-            if deadline is None:
-                value = await self._call(fn, args, kwargs)
-                outcome = "completed"
-                return value
-            expiry = asyncio.timeout_at(deadline)
-            try:
-                async with expiry:
-                    value = await self._call(fn, args, kwargs)
-            except TimeoutError:
-                if not expiry.expired():
-                    raise  # the call's own TimeoutError: a failure like any other
-                outcome = "timed_out"
-                raise BagpipeTimeoutError(f"the call did not finish within {self._timeout} s") from None
-            if expiry.expired():  # it swallowed the cancellation and returned late
-                outcome = "timed_out"
-                raise BagpipeTimeoutError(f"the call did not finish within {self._timeout} s")
-            outcome = "completed"
-            return value
-        finally:
-            if outcome == "completed":
-                self._completed += 1
-            elif outcome == "timed_out":
-                self._timed_out += 1
-            else:
-                self._failed += 1
+    def _leave_line(self, waiter: asyncio.Future[None]) -> None:
+        """A waiter gave up (timeout or cancellation); pass on a slot it was handed meanwhile."""
+        if waiter.done() and not waiter.cancelled():
             self._release()
-
-    @staticmethod
-    async def _call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        awaitable = fn(*args, **kwargs)
-        if not inspect.isawaitable(awaitable):
-            raise TypeError(f"fn must return an awaitable (an async function's call); "
-                            f"{getattr(fn, '__qualname__', fn)!r} returned {type(awaitable).__name__}")
-        return await awaitable
+        else:
+            self._waiters.remove(waiter)
+            self._line_shrank()
 
     def _release(self) -> None:
         """A call stopped: hand its slot to the oldest waiter still waiting, or free it."""
