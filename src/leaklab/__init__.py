@@ -8,6 +8,9 @@ The chapters in ``notebooks/`` import their measuring tools and their fixes from
 - ``leaklab.caches``: ``LimitableMap`` and ``LRUCache`` (chapter 01).
 - ``leaklab.memoize``: bounded, method-safe, async-aware ``memoize`` (chapter 02).
 - ``leaklab.state``: ``GlobalsWatch``, which module-level global grew (chapter 03).
+- ``leaklab.bagpipe``: ``Bagpipe``, an asyncio call queue with timeout and refuse modes (chapter 04).
+- ``leaklab.queues``: ``BoundedExecutor``, ``BoundedQueueHandler`` and ``QueueMonitor`` (chapter 04).
+- ``leaklab.clock``: ``FakeClock``, to show expiry without waiting (chapters 01 and 02).
 - ``leaklab.scenarios``: demo workloads in importable files, for isolated processes and profilers.
 """
 
