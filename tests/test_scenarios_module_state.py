@@ -186,6 +186,19 @@ def test_weak_listeners_work_while_the_object_lives_and_then_remove_themselves()
     assert listeners.weak_listeners == [] and listeners.emit("ping") == 0
 
 
+def test_unsubscribing_when_the_request_ends_frees_the_session():
+    session = listeners.Session(1)
+    listeners.add_listener(session.on_event)
+    assert listeners.emit("ping") == 1 and session.events_seen == 1
+    listeners.remove_listener(session.on_event)  # a fresh bound method, equal to the kept one
+    assert listeners.listeners == [] and listeners.emit("ping") == 0
+    ref = weakref.ref(session)
+    del session
+    assert ref() is None
+    with pytest.raises(ValueError, match="not subscribed"):
+        listeners.remove_listener(listeners.Session(2).on_event)
+
+
 def test_add_listener_rejects_bad_arguments():
     with pytest.raises(TypeError, match="listener must be callable, got int"):
         listeners.add_listener(3)  # type: ignore[arg-type]
@@ -281,6 +294,12 @@ def test_adapter_puts_the_id_in_the_record_and_adds_no_logger():
         loggers.log.removeHandler(capture)
     assert [r.request_id for r in records] == list(range(10))  # type: ignore[attr-defined]
     assert loggers.request_logger_names() == [] and loggers.sink.handled == 10
+    assert loggers.sink.last_request_id == 9
+    loggers.log_request_leaky_logger(5)  # its records carry no request_id
+    assert loggers.sink.last_request_id is None
+    loggers.log_request_adapter(3)
+    loggers.reset()
+    assert loggers.sink.last_request_id is None and loggers.sink.handled == 0
 
 
 def test_handler_per_call_piles_up_and_every_record_goes_to_all_of_them():

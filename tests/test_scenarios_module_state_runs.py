@@ -1,9 +1,8 @@
 """Tests for leaklab.scenarios.module_state_runs, the fresh-process workloads of chapter 03."""
 
-import gc
-
 import pytest
 
+from leaklab.measure import track
 from leaklab.scenarios import module_state, module_state_runs
 
 
@@ -23,18 +22,23 @@ def test_serve_keeps_what_each_variant_should(variant, kept):
         assert result["kept"] == kept
 
 
-def test_serve_rejects_unknown_variants():
-    with pytest.raises(ValueError, match="variant"):
-        module_state_runs.serve("forgetful")
+def test_serve_starts_from_a_clean_module():
+    module_state.handle_request_leaky()
+    assert module_state_runs.serve("leaky", batches=1, per_batch=5, pause=0)["kept"] == 5
 
 
-def test_rendered_cache_grows_but_adds_no_tracked_object_per_entry():
-    gc.collect()
-    before = len(gc.get_objects())
-    for i in range(1000):
-        module_state_runs.render_page(i)
-    gc.collect()
-    assert len(module_state_runs.rendered) == 1000
-    assert len(gc.get_objects()) - before < 100
-    module_state_runs.reset()
-    assert module_state_runs.rendered == {}
+def test_serve_reports_its_progress_so_a_trace_has_requests_on_x():
+    trace = track(module_state_runs.serve, "drained", batches=4, per_batch=50, pause=0.02)
+    done = trace.frame["done"]
+    assert done.is_monotonic_increasing and done.iloc[-1] == 200
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"variant": "forgetful"}, ValueError),
+    ({"variant": "leaky", "batches": 0}, ValueError),
+    ({"variant": "leaky", "per_batch": 2.0}, TypeError),
+    ({"variant": "leaky", "per_batch": True}, TypeError),
+])
+def test_serve_rejects_bad_arguments(kwargs, error):
+    with pytest.raises(error):
+        module_state_runs.serve(**kwargs)

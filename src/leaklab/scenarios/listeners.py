@@ -12,11 +12,13 @@ the session alive, and its callback removes the dead entry from :data:`weak_list
 session is freed, so the list does not fill up with dead references either. (A plain
 ``weakref.ref(session.on_event)`` would not do: the bound method is a temporary object and dies
 at once. blinker's ``Signal.connect(receiver, weak=True)`` holds receivers the same way.)
-Unsubscribing explicitly when the session closes also works, but only if every caller remembers.
+Unsubscribing explicitly when the session closes (:func:`remove_listener`) also works, but only
+if every caller remembers.
 
-Both go through :func:`add_listener`, the module's interface. Each session carries a
-:data:`PAYLOAD_BYTES` payload, every byte written, so the growth shows in RSS too. :func:`emit`
-calls the live listeners; :func:`reset` forgets them all.
+:func:`add_listener` is the module's general interface (strong or weak, bound method or
+function); the two ``subscribe_*`` variants spell out the one line each that matters. Each
+session carries a :data:`PAYLOAD_BYTES` payload, every byte written, so the growth shows in RSS
+too. :func:`emit` calls the live listeners; :func:`reset` forgets them all.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "add_listener",
     "subscribe_leaky",
     "subscribe_weak",
+    "remove_listener",
     "emit",
     "reset",
 ]
@@ -98,22 +101,27 @@ def add_listener(listener: Callable[[Any], None], *, weak: bool = False) -> None
 
 
 def subscribe_leaky(request_id: int | None = None) -> None:
-    """Handle one request whose session subscribes ``session.on_event``, held strongly.
-
-    The request ends and drops its session, but the bound method in :data:`listeners` still
-    holds it. ``request_id`` defaults to a fresh id.
-    """
-    add_listener(_session(request_id).on_event)
+    """Handle one request whose session listens through its bound method, held strongly."""
+    session = _session(request_id)
+    listeners.append(session.on_event)  # the method holds the session in __self__
 
 
 def subscribe_weak(request_id: int | None = None) -> None:
-    """Handle one request whose session subscribes ``session.on_event`` through a
-    :class:`weakref.WeakMethod`.
+    """Handle one request whose session listens through a WeakMethod, which lets it go."""
+    session = _session(request_id)
+    weak_listeners.append(weakref.WeakMethod(session.on_event, _forget))
 
-    When the request drops its session, the session is freed and its entry removes itself from
-    :data:`weak_listeners`. ``request_id`` defaults to a fresh id.
+
+def remove_listener(listener: Callable[[Any], None]) -> None:
+    """Unsubscribe ``listener``, added with ``weak=False``; raise ValueError if it is not there.
+
+    A bound method compares equal to another one of the same function and object, so
+    ``remove_listener(session.on_event)`` finds the entry ``add_listener(session.on_event)`` made.
     """
-    add_listener(_session(request_id).on_event, weak=True)
+    try:
+        listeners.remove(listener)
+    except ValueError:
+        raise ValueError(f"{listener!r} is not subscribed (strongly)") from None
 
 
 def emit(event: Any = None) -> int:

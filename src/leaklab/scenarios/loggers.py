@@ -22,7 +22,8 @@ start of every test phase it attaches its capture handlers to every non-propagat
 and they keep every record, which a measurement would count as memory kept per call; a test
 detaches them from :data:`log` first.) :func:`reset` removes the per-request loggers from the
 manager and the handlers the scenario added, so tests and notebooks can undo the damage;
-:func:`request_logger_names` lists what the manager still holds.
+:func:`request_logger_names` lists what the manager still holds. Every ``log_request_*``
+function takes an optional ``request_id`` (a fresh one by default).
 """
 
 from __future__ import annotations
@@ -62,10 +63,13 @@ class CountingHandler(logging.Handler):
     def __init__(self, level: int = logging.NOTSET) -> None:
         super().__init__(level)
         self.handled = 0
+        #: ``request_id`` of the last record (None if it had none); the record itself is not kept.
+        self.last_request_id: object = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Count the record."""
+        """Count the record and note its ``request_id`` attribute, if any."""
         self.handled += 1
+        self.last_request_id = getattr(record, "request_id", None)
 
 
 #: The scenario's logger: INFO and up, not propagated to the root logger.
@@ -86,41 +90,26 @@ def _id(request_id: int | None) -> int:
 
 
 def log_request_leaky_logger(request_id: int | None = None) -> None:
-    """Handle one request, logging through a logger of its own, ``getLogger(f"...request.{id}")``.
-
-    The logging manager keeps that logger forever. ``request_id`` defaults to a fresh id.
-    """
+    """Handle one request, logging through a logger named after it: the manager keeps it."""
     request_id = _id(request_id)
     logging.getLogger(f"{REQUEST_LOGGER_PREFIX}.{request_id}").info("handling the request")
 
 
 def log_request_adapter(request_id: int | None = None) -> None:
-    """Handle one request, logging through the one scenario logger with the id as ``extra``.
-
-    Each record carries ``record.request_id``; the adapter is freed with the request.
-    ``request_id`` defaults to a fresh id.
-    """
+    """Handle one request, logging through the one logger with the id in each record."""
     request_id = _id(request_id)
     logging.LoggerAdapter(log, {"request_id": request_id}).info("handling the request")
 
 
 def log_request_leaky_handler(request_id: int | None = None) -> None:
-    """Handle one request after adding a new handler to the logger, as if configuring logging.
-
-    The logger keeps every handler, and each record goes to all of them.
-    ``request_id`` defaults to a fresh id.
-    """
+    """Handle one request after adding a new handler to the logger, as if configuring it."""
     request_id = _id(request_id)
     log.addHandler(CountingHandler())
     log.info("handling request %d", request_id)
 
 
 def log_request_one_handler(request_id: int | None = None) -> None:
-    """Handle one request with the handler attached once (``addHandler`` of a handler that is
-    already attached does nothing), the way configuring at start-up does.
-
-    ``request_id`` defaults to a fresh id.
-    """
+    """Handle one request; adding a handler that is already attached does nothing."""
     request_id = _id(request_id)
     log.addHandler(request_handler)
     log.info("handling request %d", request_id)
@@ -167,5 +156,6 @@ def reset() -> None:
     log.setLevel(logging.INFO)
     log.propagate = False
     log.disabled = False
-    sink.handled = 0
-    request_handler.handled = 0
+    for handler in (sink, request_handler):
+        handler.handled = 0
+        handler.last_request_id = None

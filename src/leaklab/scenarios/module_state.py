@@ -15,9 +15,10 @@ it, and callers use it.
   ``collections.deque(maxlen=...)``, which drops the oldest item on every append once full.
 
 Every call keeps a :data:`PAYLOAD_BYTES` payload whose bytes are all written, so the growth shows
-in RSS as well as in tracemalloc. The functions return nothing (a notebook's output history
-would otherwise keep what they return alive). They live in a file so that ``track_isolated``
-and line profilers can run them; :func:`reset` empties both globals.
+in RSS as well as in tracemalloc; ``request_id`` (written into the payload) defaults to a fresh
+id. The functions return nothing (a notebook's output history would otherwise keep what they
+return alive). They live in a file so that ``track_isolated`` and line profilers can run them;
+:func:`reset` empties both globals.
 """
 
 from __future__ import annotations
@@ -57,32 +58,19 @@ def _payload(request_id: int | None) -> bytes:
 
 
 def handle_request_leaky(request_id: int | None = None) -> None:
-    """Handle one request and remember its payload in :data:`leak_array`, forever.
-
-    ``request_id`` defaults to a fresh id.
-    """
+    """Handle one request and keep its payload in the module-level list, for ever."""
     leak_array.append(_payload(request_id))
 
 
 def drain() -> list[bytes]:
-    """Hand the payloads :func:`handle_request_leaky` kept to the caller and forget them.
-
-    The chapter's interface for emptying module state: a caller that drains (say, writes a batch
-    to disk) every so often keeps the module's memory bounded.
-    """
+    """Hand the kept payloads to the caller (to write out, say) and forget them."""
     items = leak_array[:]
-    # Delete exactly what was copied, in place: a payload appended meanwhile (another thread)
-    # stays for the next drain, and whoever else holds a reference to the list sees it empty.
-    del leak_array[: len(items)]
+    del leak_array[: len(items)]  # in place; what another thread appends meanwhile stays
     return items
 
 
 def handle_request_bounded(request_id: int | None = None) -> None:
-    """Handle one request and remember its payload in :data:`recent`, which keeps only the last
-    :data:`RECENT_LIMIT`: memory stays flat however many calls there are.
-
-    ``request_id`` defaults to a fresh id.
-    """
+    """Handle one request and keep its payload in ``recent``, a deque of the last RECENT_LIMIT."""
     recent.append(_payload(request_id))
 
 

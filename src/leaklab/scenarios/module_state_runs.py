@@ -1,8 +1,8 @@
-"""Workloads for chapter 03 ("Module state never dies") that run in a fresh process.
+"""Workloads for chapter 03 ("Stop module state from growing forever") that run in a fresh process.
 
-``track_isolated`` imports its target in a new interpreter, so the chapter's RSS-over-time runs
-live here rather than in the notebook. :func:`serve` plays a long-running service that handles
-requests in batches through :mod:`leaklab.scenarios.module_state`, in one of three ways
+``track_isolated`` imports its target in a new interpreter, so the chapter's RSS-over-requests
+runs live here rather than in the notebook. :func:`serve` plays a long-running service that
+handles requests in batches through :mod:`leaklab.scenarios.module_state`, in one of three ways
 (:data:`VARIANTS`):
 
 - ``"leaky"``: :func:`~leaklab.scenarios.module_state.handle_request_leaky` on every request,
@@ -13,30 +13,27 @@ requests in batches through :mod:`leaklab.scenarios.module_state`, in one of thr
 - ``"bounded"``: :func:`~leaklab.scenarios.module_state.handle_request_bounded`, whose
   ``deque(maxlen=...)`` keeps only the last few payloads.
 
-The chapter's blind-spot demonstration needs a cache that objgraph cannot see: :data:`rendered`
-maps page names to rendered text, both ``str``, and a dict whose keys and values are all ``str``
-is one tracked object however big it grows, because ``str`` is never tracked by the garbage
-collector. :func:`render_page` fills it; :func:`reset` empties it and the module_state globals.
+After every batch it reports the requests served so far with :func:`leaklab.measure.progress`,
+so a tracked run can be plotted per request (``plot_rss(..., per="request")``). :func:`reset`
+empties the module_state globals.
 """
 
 from __future__ import annotations
 
 import time
 
+from leaklab.measure import progress
 from leaklab.scenarios import module_state
 
-__all__ = ["VARIANTS", "serve", "rendered", "render_page", "reset"]
+__all__ = ["VARIANTS", "serve", "reset"]
 
 #: The ways :func:`serve` can handle its requests.
 VARIANTS = ("leaky", "drained", "bounded")
 
-#: Page name -> rendered page, both ``str``: a cache that is invisible to object counts.
-rendered: dict[str, str] = {}
-
 
 def serve(variant: str, batches: int = 30, per_batch: int = 2000, pause: float = 0.01) -> dict[str, int]:
     """Handle ``batches * per_batch`` requests the ``variant`` way, pausing ``pause`` s after each
-    batch so that RSS samples spread over time.
+    batch so that RSS samples spread over time, and reporting :func:`~leaklab.measure.progress`.
 
     Returns ``{"calls": ..., "kept": ...}``: the requests handled and the payloads the module
     still holds at the end (in ``leak_array`` and ``recent`` together). Starts from
@@ -44,6 +41,11 @@ def serve(variant: str, batches: int = 30, per_batch: int = 2000, pause: float =
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    for name, value in (("batches", batches), ("per_batch", per_batch)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value!r}")
     module_state.reset()
     handle = (module_state.handle_request_bounded if variant == "bounded"
               else module_state.handle_request_leaky)
@@ -54,19 +56,12 @@ def serve(variant: str, batches: int = 30, per_batch: int = 2000, pause: float =
             handle(request_id)
         if variant == "drained":
             module_state.drain()  # the caller would write the batch out; here it drops it
+        progress(request_id)
         time.sleep(pause)
     kept = len(module_state.leak_array) + len(module_state.recent)
     return {"calls": request_id, "kept": kept}
 
 
-def render_page(request_id: int, size: int = 1024) -> None:
-    """Render a page of ``size`` characters for the request and cache it in :data:`rendered`,
-    a cache with no bound and no expiry."""
-    name = f"page-{request_id}"
-    rendered[name] = f"<p>{name}</p>".ljust(size, ".")
-
-
 def reset() -> None:
-    """Empty :data:`rendered` and the globals of :mod:`leaklab.scenarios.module_state`."""
-    rendered.clear()
+    """Empty the globals of :mod:`leaklab.scenarios.module_state`."""
     module_state.reset()

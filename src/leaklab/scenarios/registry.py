@@ -11,7 +11,7 @@ the entry disappears by itself when the session is freed. :func:`lookup` finds a
 either registry; :func:`reset` empties both.
 
 Each session carries a :data:`PAYLOAD_BYTES` payload, every byte written, so the growth shows in
-RSS too.
+RSS too. Both ``register_*`` functions take an optional ``request_id`` (a fresh one by default).
 """
 
 from __future__ import annotations
@@ -57,21 +57,13 @@ def _open(request_id: int | None) -> Session:
 
 
 def register_leaky(request_id: int | None = None) -> None:
-    """Handle one request: open a session and register it in the plain dict :data:`registry`.
-
-    The request ends and drops its session, but the registry still holds it.
-    ``request_id`` defaults to a fresh id.
-    """
+    """Handle one request: open a session and register it in the plain dict, for ever."""
     session = _open(request_id)
     registry[session.request_id] = session
 
 
 def register_weak(request_id: int | None = None) -> None:
-    """Handle one request: open a session and register it in :data:`weak_registry`.
-
-    The request ends and drops its session; the session is freed and its entry goes with it.
-    ``request_id`` defaults to a fresh id.
-    """
+    """Handle one request: open a session and register it weakly; it leaves with the session."""
     session = _open(request_id)
     weak_registry[session.request_id] = session
 

@@ -11,6 +11,7 @@ The fix, :func:`record_error_summary`, keeps only what the report needs: a count
 type in :data:`error_counts` and the last error as formatted text in :data:`last_error`, which
 hold no frames. (Where the exception object itself is needed, ``exc.with_traceback(None)`` drops
 the frames; ``traceback.TracebackException(..., capture_locals=False)`` keeps the stack as text.)
+Both ``record_*`` functions take an optional ``request_id`` (a fresh one by default);
 :func:`reset` empties all three globals.
 """
 
@@ -56,28 +57,21 @@ def parse(request_id: int) -> None:
 
 
 def record_error_leaky(request_id: int | None = None) -> None:
-    """Handle one failing request and keep its exception in :data:`errors` for a later report.
-
-    The exception keeps ``parse``'s frame, and with it ``body``. ``request_id`` defaults to a
-    fresh id.
-    """
+    """Handle one failing request and keep its exception, to report it later."""
     try:
         parse(next(_request_ids) if request_id is None else request_id)
     except RequestFailed as exc:
-        errors.append(exc)
+        errors.append(exc)  # exc.__traceback__ holds parse's frame, and its local `body`
 
 
 def record_error_summary(request_id: int | None = None) -> None:
-    """Handle one failing request and keep only a count and the formatted text.
-
-    ``request_id`` defaults to a fresh id.
-    """
+    """Handle one failing request and keep only a count and the formatted text."""
     global last_error
     try:
         parse(next(_request_ids) if request_id is None else request_id)
     except RequestFailed as exc:
         error_counts[type(exc).__name__] += 1
-        last_error = "".join(traceback.format_exception(exc))
+        last_error = "".join(traceback.format_exception(exc))  # a str holds no frame
 
 
 def reset() -> None:
