@@ -6,7 +6,7 @@ import weakref
 
 import pytest
 
-from leaklab.measure import leak_rate
+from leaklab.measure import leak_rate, track
 from leaklab.scenarios import memoize_runs as runs
 
 
@@ -58,6 +58,7 @@ def test_memoized_render_rejects_unknown_variants():
 @pytest.mark.parametrize("variant, currsize", [
     ("naive memoize", 3000), ("functools.cache", 3000),
     (runs.DIVERSE_VARIANTS[2], runs.BOUND), (runs.DIVERSE_VARIANTS[3], runs.BOUND),
+    (runs.DIVERSE_VARIANTS[4], runs.BOUND),
 ])
 def test_serve_diverse_grows_only_the_unbounded_caches(variant, currsize):
     result = runs.serve_diverse(variant, batches=3, per_batch=1000, pause=0)
@@ -65,6 +66,26 @@ def test_serve_diverse_grows_only_the_unbounded_caches(variant, currsize):
     expected = [min(n, currsize) for n in (1000, 2000, 3000)]
     assert result["sizes"] == expected
     assert runs.currsize(runs.renderers[variant]) == currsize  # kept after the call, like a service
+
+
+def test_serve_diverse_reports_its_progress_per_batch():
+    trace = track(runs.serve_diverse, "functools.cache", batches=4, per_batch=500, pause=0.02)
+    assert trace.has_progress and trace.frame["done"].iloc[-1] == 2000
+    assert trace.frame["done"].is_monotonic_increasing
+
+
+def test_serve_requests_reports_its_progress_per_batch():
+    trace = track(runs.serve_requests, "leaklab.memoize", batches=4, per_batch=100, pause=0.02)
+    assert trace.has_progress and trace.frame["done"].iloc[-1] == 400
+    assert trace.result == {"requests": 400, "alive": 0}
+
+
+def test_currsize_counts_every_kind_of_store():
+    for variant in runs.DIVERSE_VARIANTS:
+        render = runs.memoized_render(variant, bound=2)
+        for item in (1, 2, 3, 1):
+            render(item)
+        assert runs.currsize(render) == (3 if variant in runs.DIVERSE_VARIANTS[:2] else 2), variant
 
 
 def test_serve_diverse_with_few_distinct_arguments_stays_small():
@@ -77,6 +98,7 @@ def test_serve_diverse_with_few_distinct_arguments_stays_small():
 @pytest.mark.parametrize("variant, leaking", [
     ("naive memoize", True), ("functools.cache", True),
     (runs.DIVERSE_VARIANTS[2], False), (runs.DIVERSE_VARIANTS[3], False),
+    (runs.DIVERSE_VARIANTS[4], False),
 ])
 def test_unbounded_memoize_keeps_memory_per_new_argument(variant, leaking):
     render = runs.memoized_render(variant, bound=50)
@@ -128,6 +150,9 @@ def test_handle_request_keeps_memory_only_with_an_unbounded_method_cache(variant
 def test_handle_request_rejects_unknown_variants():
     with pytest.raises(ValueError, match="variant"):
         runs.handle_request("forgetful")
+    with pytest.raises(ValueError, match="variant"):
+        runs.quote_class("forgetful")
+    assert runs.quote_class("lru_cache") is runs.QuoteLRU
 
 
 def test_reset_frees_what_the_caches_kept():

@@ -1,22 +1,33 @@
 """Workloads for chapter 02 ("Bound what memoize remembers") that run in a fresh process.
 
 ``track_isolated`` imports its target in a new interpreter, so the chapter's RSS-over-time runs
-live here rather than in the notebook. Two services, each with leaky and fixed variants:
+live here rather than in the notebook. The chapter prints the source of the functions a result
+depends on (``inspect.getsource``), so their docstrings stay short and the details are here.
 
-- :func:`serve_diverse` computes a memoized function, :func:`render_item`, for one request after
-  another, each with a new argument (high volume, diverse arguments), memoized in one of the
-  ways of :data:`DIVERSE_VARIANTS`: the chapter's memoize (:func:`naive_memoize`) and
-  ``functools.cache`` keep every result; ``functools.lru_cache(maxsize=...)`` and
-  :func:`leaklab.memoize.memoize` keep at most :data:`BOUND`. With ``distinct=`` the arguments
-  repeat, which is the short-lived web page where an unbounded memoize is harmless.
-- :func:`serve_requests` creates a request-scoped object per request and calls a cached method
-  on it (:data:`REQUEST_VARIANTS`): ``functools.cache`` on the method keeps every ``self`` alive
-  in its keys, a bare ``functools.lru_cache`` keeps the latest 128, and ``leaklab.memoize``,
-  which holds instances weakly, keeps none. ruff flags the first two (rule B019), hence the
-  ``noqa`` comments below: these are the bugs the chapter demonstrates.
+- :func:`naive_memoize` is the port of the source chapter's memoize: every result goes into one
+  plain dict, ``memo``, and nothing ever removes an entry (no bound, no expiry, no ``clear``).
+  That is the library's whole design, and the chapter's leak; ``functools.cache`` behaves the
+  same way. Like the original, an optional ``hasher(*args)`` builds the key; without one, this
+  port keys by the lone argument, or by the tuple of the positional arguments (the original keys
+  by the first argument only, a different bug that does not matter here). Keyword arguments are
+  not supported, as in the original. The memoized function exposes the dict as ``memo``.
+- :func:`serve_diverse` serves requests that each render one item, :func:`render_item`, through
+  a memoized function, each request with a new argument (high volume, diverse arguments),
+  memoized in one of the ways of :data:`DIVERSE_VARIANTS`: the chapter's memoize and
+  ``functools.cache`` keep every result; ``functools.lru_cache(maxsize=...)``,
+  :func:`leaklab.memoize.memoize` and ``cachetools.cached(LRUCache(...))`` keep at most
+  :data:`BOUND`. With ``distinct=`` the arguments repeat, which is the short-lived web page where
+  an unbounded memoize is harmless. The memoized function stays in :data:`renderers` afterwards,
+  as a module-level function would.
+- :func:`serve_requests` handles requests with :func:`handle_request`, which creates a
+  request-scoped :class:`Quote` and calls its cached method (:data:`REQUEST_VARIANTS`):
+  ``functools.cache`` on the method keeps every ``self`` alive in its keys, a bare
+  ``functools.lru_cache`` keeps the latest 128, and ``leaklab.memoize``, which holds instances
+  weakly, keeps none. ruff flags the first two (rule B019), hence the ``noqa`` comments below:
+  these are the bugs the chapter demonstrates.
 
-:func:`naive_memoize` is the port of the source chapter's memoize, here so that both the notebook
-and the fresh processes can use it. :func:`reset` clears every cache this module owns.
+Both services call :func:`leaklab.measure.progress` after every batch, so that a tracked run can
+be plotted per request. :func:`reset` clears every cache this module owns.
 """
 
 from __future__ import annotations
@@ -26,6 +37,9 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import cachetools
+
+from leaklab.measure import progress
 from leaklab.memoize import memoize
 
 __all__ = [
@@ -42,6 +56,7 @@ __all__ = [
     "handle_request",
     "memoized_render",
     "naive_memoize",
+    "quote_class",
     "render_item",
     "renderers",
     "reset",
@@ -60,18 +75,7 @@ PAYLOAD_BYTES = 4096
 def naive_memoize(
     fn: Callable[..., Any], hasher: Callable[..., Hashable] | None = None
 ) -> Callable[..., Any]:
-    """The source chapter's memoize, ported: it reproduces the library's behaviour for teaching.
-
-    Every result goes into one plain dict, ``memo``, keyed by the arguments, and nothing ever
-    removes an entry: no bound, no expiry, no ``clear``. That is the library's whole design, and
-    the chapter's leak. The memoized function exposes the dict as ``memo`` (the library calls its
-    dict ``memo`` too). Like the original, an optional ``hasher(*args)`` builds the key; without
-    one, this port keys by the lone argument, or by the tuple of the positional arguments (the
-    original keys by the first argument only, a different bug that does not matter here).
-    Keyword arguments are not supported, as in the original.
-
-    Do not use it: it exists to be measured. ``functools.cache`` behaves the same way.
-    """
+    """The source chapter's memoize, ported: one dict, ``memo``, that never lets go of a result."""
     memo: dict[Hashable, Any] = {}
 
     @functools.wraps(fn)
@@ -94,7 +98,7 @@ def naive_memoize(
 
 
 def render_item(item_id: int) -> str:
-    """Render one item as :data:`ITEM_BYTES` characters of HTML: a result worth memoizing."""
+    """One item as ITEM_BYTES (1,024) characters of HTML: a result worth memoizing."""
     return f"<li>item {item_id}</li>".ljust(ITEM_BYTES, " ")
 
 
@@ -104,6 +108,7 @@ DIVERSE_VARIANTS = (
     "functools.cache",
     f"lru_cache(maxsize={BOUND})",
     f"leaklab.memoize(maxsize={BOUND})",
+    f"cachetools.cached(LRUCache({BOUND}))",
 )
 
 
@@ -120,6 +125,8 @@ def memoized_render(variant: str, bound: int = BOUND) -> Callable[[int], str]:
         return functools.lru_cache(maxsize=bound)(render_item)
     if variant == DIVERSE_VARIANTS[3]:
         return memoize(render_item, maxsize=bound)
+    if variant == DIVERSE_VARIANTS[4]:
+        return cachetools.cached(cachetools.LRUCache(maxsize=bound))(render_item)  # type: ignore[no-any-return]
     raise ValueError(f"variant must be one of {DIVERSE_VARIANTS}, got {variant!r}")
 
 
@@ -130,10 +137,12 @@ renderers: dict[str, Callable[[int], str]] = {}
 
 
 def currsize(fn: Callable[..., Any]) -> int:
-    """Entries a function from :func:`memoized_render` holds (``len(memo)`` for the naive one)."""
-    memo = getattr(fn, "memo", None)
-    if memo is not None:
-        return len(memo)
+    """Entries a function from :func:`memoized_render` holds (``len(memo)`` for the naive one,
+    ``len(cache)`` for ``cachetools.cached``)."""
+    for store in ("memo", "cache"):
+        held = getattr(fn, store, None)
+        if held is not None:
+            return len(held)
     return fn.cache_info().currsize  # type: ignore[attr-defined, no-any-return]
 
 
@@ -144,27 +153,21 @@ def serve_diverse(
     per_batch: int = 2000,
     pause: float = 0.01,
 ) -> dict[str, Any]:
-    """Serve ``batches * per_batch`` requests, each rendering one item through a memoized
-    :func:`render_item`, pausing ``pause`` s after each batch so that RSS samples spread over time.
+    """Serve batches * per_batch requests, each rendering one item through a memoized render_item.
 
-    Request ``i`` asks for item ``i`` (every argument new), or for item ``i % distinct`` if
-    ``distinct`` is given (a few arguments, again and again). Returns ``{"calls", "currsize",
-    "sizes"}``: the requests served, the entries the cache holds at the end, and the entries it
-    held after each batch. The memoized function stays in :data:`renderers` afterwards, like a
-    module-level function would (a second call with the same variant starts a new one).
+    Returns the requests served, the results held at the end, and after each batch.
     """
     if distinct is not None and distinct < 1:
         raise ValueError(f"distinct must be None or >= 1, got {distinct!r}")
-    render = renderers[variant] = memoized_render(variant)
+    render = renderers[variant] = memoized_render(variant)  # lives on, like a module-level function
     sizes = []
-    request = 0
-    for _ in range(batches):
-        for _ in range(per_batch):
-            render(request if distinct is None else request % distinct)
-            request += 1
-        sizes.append(currsize(render))
-        time.sleep(pause)
-    return {"calls": request, "currsize": currsize(render), "sizes": sizes}
+    for request in range(batches * per_batch):
+        render(request if distinct is None else request % distinct)  # request i asks for item i
+        if (request + 1) % per_batch == 0:  # after each batch: count, report, let RSS be sampled
+            sizes.append(currsize(render))
+            progress(request + 1)
+            time.sleep(pause)
+    return {"calls": batches * per_batch, "currsize": currsize(render), "sizes": sizes}
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,18 +224,21 @@ REQUEST_VARIANTS: dict[str, type[Quote]] = {
 }
 
 
-def handle_request(variant: str, request_id: int = 0) -> float:
-    """Handle one request: make its quote, ask for the total twice (the second call is a hit),
-    return it. The quote is request-scoped: nothing here keeps it."""
+def quote_class(variant: str) -> type[Quote]:
+    """The quote class of ``variant``, a key of :data:`REQUEST_VARIANTS`."""
     try:
-        cls = REQUEST_VARIANTS[variant]
+        return REQUEST_VARIANTS[variant]
     except KeyError:
         raise ValueError(
             f"variant must be one of {tuple(REQUEST_VARIANTS)}, got {variant!r}"
         ) from None
-    quote = cls(request_id)
+
+
+def handle_request(variant: str, request_id: int = 0) -> float:
+    """One request: make its quote, ask for the total twice (the second call is a hit)."""
+    quote = quote_class(variant)(request_id)
     quote.total(0.2)
-    return quote.total(0.2)
+    return quote.total(0.2)  # the handler returns, the quote is dropped: nothing here keeps it
 
 
 def serve_requests(
@@ -247,6 +253,7 @@ def serve_requests(
         for _ in range(per_batch):
             handle_request(variant, request)
             request += 1
+        progress(request)
         time.sleep(pause)
     return {"requests": request, "alive": Quote.alive}
 
