@@ -21,11 +21,15 @@ import math
 import os
 import pickle
 import resource
+import select
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
+import types
 import warnings
 from array import array
 from collections.abc import Callable, Iterator
@@ -56,12 +60,22 @@ __all__ = [
 ]
 
 MIB = 1024 * 1024
-_PROCESS = psutil.Process()
+_process_handle: psutil.Process | None = None
+
+
+def _this_process() -> psutil.Process:
+    """psutil's handle on the process running now, made again after a fork (a handle made before
+    the fork would go on reading the parent)."""
+    global _process_handle
+    handle = _process_handle
+    if handle is None or handle.pid != os.getpid():
+        handle = _process_handle = psutil.Process()
+    return handle
 
 
 def rss_mib() -> float:
     """The current process's resident set size, in MiB."""
-    return _PROCESS.memory_info().rss / MIB
+    return _this_process().memory_info().rss / MIB
 
 
 def peak_rss_mib() -> float:
@@ -99,6 +113,75 @@ def fitted_rise(trace: MemoryTrace) -> float:
     if not isinstance(trace, MemoryTrace):
         raise TypeError(f"trace must be a MemoryTrace, got {type(trace).__name__}")
     return trace.slope_mib_per_s * trace.seconds
+
+
+# --------------------------------------------------------------------------- ending with the parent
+#
+# Neither the sampler (memory_profiler forks one per run) nor the child of track_isolated may
+# outlive the process that started it: killed kernels and interrupted runs left them behind.
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Any = None  # libc's prctl once loaded; False where there is none
+
+
+def _load_prctl() -> Any:
+    """libc's ``prctl`` on Linux (loaded once, before any fork that needs it), else None."""
+    global _prctl
+    if _prctl is None:
+        _prctl = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                fn = ctypes.CDLL(None, use_errno=True).prctl
+                fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                               ctypes.c_ulong]
+                fn.restype = ctypes.c_int
+                _prctl = fn
+            except (OSError, AttributeError):
+                pass
+    return _prctl or None
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Make this process end (SIGKILL) as soon as ``parent_pid``, its parent, ends.
+
+    On Linux the kernel does it (``prctl(PR_SET_PDEATHSIG)``), even while this process runs C
+    code; elsewhere a daemon thread checks ``os.getppid()`` five times a second.
+    """
+    prctl = _load_prctl()
+    if prctl is not None and prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        if os.getppid() != parent_pid:  # the parent ended before the request was made
+            os.kill(os.getpid(), signal.SIGKILL)
+        return
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True,
+                     name="leaklab-parent-watch").start()
+
+
+# Threads (by ident) about to fork memory_profiler's sampler, with the pid of their process.
+_sampler_forks: dict[int, int] = {}
+
+
+def _after_fork() -> None:
+    """In a new child: if it is the sampler (forked by a thread that is starting one), it ends
+    with its parent, and ignores Ctrl-C: a terminal sends SIGINT to the whole process group,
+    and a sampler killed by it left its parent waiting forever for the samples. The parent gets
+    the KeyboardInterrupt and stops the sampler itself."""
+    parent = _sampler_forks.get(threading.get_ident())
+    _sampler_forks.clear()
+    if parent is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        end_with_parent(parent)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 # --------------------------------------------------------------------------- traces over time
@@ -209,21 +292,34 @@ def sample_rss(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], interval: float
 ) -> tuple[dict[str, list[float]], Any]:
     """The sampling behind :func:`track`, without pandas: ``({"seconds": [...], "rss_mib": [...]},
-    result)``. Exceptions from ``fn`` propagate."""
-    from memory_profiler import memory_usage  # imported late: it is slow to import
+    result)``. Exceptions from ``fn`` propagate, KeyboardInterrupt and SystemExit included, and the
+    sampler process has ended by then, whatever happened."""
+    import multiprocessing
+
+    from memory_profiler import MemTimer, memory_usage  # imported late: it is slow to import
 
     global _marks
     started: list[float] = []
+    raised: list[_Raised] = []
+    me = threading.get_ident()
+    before = set(multiprocessing.active_children())
 
     def call() -> Any:
         global _marks
+        _sampler_forks.pop(me, None)  # the sampler runs: a fork by fn is fn's own business
         _marks = []
         started.append(time.time())
         try:
             return fn(*args, **kwargs)
-        except Exception as exc:  # re-raised below, after the sampler has stopped cleanly
-            return _Raised(exc)
+        except BaseException as exc:  # re-raised below, after the sampler has stopped cleanly
+            # BaseException too: memory_profiler stops its sampler only when the function returns
+            # or raises an Exception; after a KeyboardInterrupt or SystemExit the sampler went on
+            # forever and the interpreter could not exit (it waits for its children).
+            raised.append(_Raised(exc))
+            return raised[-1]
 
+    _load_prctl()  # before the fork: the sampler only calls it
+    _sampler_forks[me] = os.getpid()  # the next fork in this thread is the sampler: see _after_fork
     try:
         with warnings.catch_warnings():
             # memory_profiler forks its sampler. Inside a Jupyter kernel (which has threads) Python
@@ -234,7 +330,18 @@ def sample_rss(
             samples, returned = memory_usage(
                 (call, (), {}), interval=interval, timestamps=True, retval=True, max_iterations=1
             )
+    except BaseException:
+        # Interrupted outside fn (while the sampler started or handed its samples over): the
+        # sampler would otherwise run, and keep this interpreter from exiting, forever.
+        for proc in multiprocessing.active_children():
+            if proc not in before and isinstance(proc, MemTimer):
+                proc.kill()
+                proc.join(5)
+        if raised:  # what fn raised matters more than what stopping the sampler then raised
+            raise raised[0].exc from None
+        raise
     finally:
+        _sampler_forks.pop(me, None)
         marks, _marks = _marks, None
     if isinstance(returned, _Raised):
         raise returned.exc
@@ -270,6 +377,14 @@ def _target_name(target: Any) -> str:
             f"target must be an importable function or a 'package.module:function' string, "
             f"got {type(target).__name__}: {target!r}"
         )
+    bound_to = getattr(target, "__self__", None)
+    if bound_to is not None and not isinstance(bound_to, (type, types.ModuleType)):
+        # Its import path names the plain function: the child would call it without the object.
+        raise TypeError(
+            f"target {target!r} is a bound method: a fresh process cannot rebuild the "
+            f"{type(bound_to).__name__} object it is bound to; pass a module-level function "
+            "(a classmethod or staticmethod works too) that builds what it needs"
+        )
     module = getattr(target, "__module__", None)
     qualname = getattr(target, "__qualname__", None)
     if not module or not qualname or module == "__main__" or "<" in qualname:
@@ -290,38 +405,129 @@ def resolve_target(name: str) -> Callable[..., Any]:
     return obj
 
 
-def track_isolated(target: Any, *args: Any, interval: float = 0.01, **kwargs: Any) -> MemoryTrace:
+def track_isolated(
+    target: Any, *args: Any, interval: float = 0.01, timeout: float | None = None, **kwargs: Any
+) -> MemoryTrace:
     """Like :func:`track`, but the function runs in a fresh Python process.
 
     Every variant measured this way starts from the same baseline (a new interpreter that has
     imported leaklab), which is what side-by-side RSS curves need. ``target`` is an importable
-    function or a ``"package.module:function"`` string; the arguments and the result travel by
-    pickle. An exception in the child is raised again here.
+    function or a ``"package.module:function"`` string (not a bound method: the child could not
+    rebuild its object); the arguments and the result travel by pickle. An exception in the child
+    is raised again here (a RuntimeError with the child's traceback if it cannot be unpickled).
+
+    If the target ends its process instead (``sys.exit()``, ``os._exit()``, a KeyboardInterrupt
+    raised in it, a crash), a RuntimeError says so. ``timeout`` (seconds, default none) stops a
+    run that takes longer with a TimeoutError. Nothing is left behind in any case: the child runs
+    in a session of its own, which is killed when the run ends; the child and its sampler end
+    with this process if it dies first; request and response travel in unnamed temporary files.
+    ``interval`` and ``timeout`` are this function's own: they are not passed to the target.
     """
     name = _target_name(target)
     check_seconds("interval", interval)
-    with tempfile.TemporaryDirectory(prefix="leaklab-") as tmp:
-        request = os.path.join(tmp, "request.pickle")
-        response = os.path.join(tmp, "response.pickle")
-        with open(request, "wb") as fh:
-            pickle.dump((name, args, kwargs, interval), fh)
-        proc = subprocess.run(
-            [sys.executable, "-m", "leaklab._isolated", request, response],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
+    if timeout is not None:
+        check_seconds("timeout", timeout)
+    request = pickle.dumps((name, args, kwargs, interval))  # fails here, before any process starts
+    with tempfile.TemporaryFile() as request_file, tempfile.TemporaryFile() as response_file, \
+            tempfile.TemporaryFile() as stderr_file:
+        request_file.write(request)
+        request_file.flush()
+        request_file.seek(0)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "leaklab._isolated", str(response_file.fileno()), str(os.getpid())],
+            stdin=request_file,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+            pass_fds=(response_file.fileno(),),
+            start_new_session=True,
         )
-        if proc.returncode != 0 or not os.path.exists(response):
-            tail = (proc.stderr or "").strip().splitlines()[-15:]
-            raise RuntimeError(
-                f"isolated run of {name} failed with exit code {proc.returncode}:\n" + "\n".join(tail)
+        try:
+            finished = _wait_for_exit(proc, timeout)
+        finally:
+            _end_session(proc)  # also on KeyboardInterrupt here
+        if not finished:
+            raise TimeoutError(
+                f"isolated run of {name} did not finish within timeout={timeout} s and was stopped"
             )
-        with open(response, "rb") as fh:
-            outcome = pickle.load(fh)
+        stderr_file.seek(0)
+        tail = stderr_file.read().decode("utf-8", "replace").strip().splitlines()[-15:]
+        stderr_text = ("; its stderr ended with:\n" + "\n".join(tail)) if tail else ""
+        response_file.seek(0)
+        payload = response_file.read()
+    if not payload:
+        code = proc.returncode
+        how = (f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}")
+        raise RuntimeError(f"isolated run of {name}: the child process {how} without a result"
+                           + stderr_text)
+    try:
+        outcome = pickle.loads(payload)
+    except Exception as exc:
+        raise RuntimeError(
+            f"isolated run of {name}: its result could not be unpickled in this process "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    if "ended" in outcome:
+        raise RuntimeError(f"isolated run of {name}: the target {outcome['ended']}" + stderr_text)
     if "error" in outcome:
-        raise outcome["error"]
+        error, reason = None, "it could not be pickled and rebuilt in the child"
+        if outcome["error"] is not None:
+            try:
+                error = pickle.loads(outcome["error"])
+            except Exception as exc:  # its class is not importable here, say
+                reason = f"it cannot be unpickled here: {type(exc).__name__}: {exc}"
+        if error is None:
+            raise RuntimeError(
+                f"isolated run of {name} raised {outcome['error_type']}: {outcome['error_text']}\n"
+                f"({reason}, so it arrives as this RuntimeError); the child's traceback:\n"
+                f"{outcome['traceback']}"
+            )
+        raise error
     return MemoryTrace(frame=_frame(outcome["frame"]), result=outcome["result"])
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _wait_for_exit(proc: subprocess.Popen[Any], timeout: float | None) -> bool:
+    """Wait until ``proc`` has exited, without reaping it (its pid stays its own, so its process
+    group can still be killed safely). False when ``timeout`` passed first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError:  # an old kernel
+            pidfd = None
+    try:
+        delay = 0.001
+        while True:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if pidfd is not None:
+                select.select([pidfd], [], [], left)  # readable once the process has exited
+            else:
+                time.sleep(delay if left is None else min(delay, left))
+                delay = min(delay * 2, 0.05)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _end_session(proc: subprocess.Popen[Any]) -> None:
+    """Kill whatever still runs in the child's session (the child, its sampler, anything the
+    target started there), then reap the child."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
 
 
 # --------------------------------------------------------------------------- leak rate
@@ -329,23 +535,58 @@ def track_isolated(target: Any, *args: Any, interval: float = 0.01, **kwargs: An
 
 @dataclass(frozen=True)
 class LeakRate:
-    """How much memory one call keeps, estimated two ways.
+    """How much memory one call keeps, estimated two ways, and the verdict.
 
     ``bytes_per_call`` comes from tracemalloc (net traced bytes after the calls, collected, divided
     by ``calls``): exact for memory Python allocates. ``rss_bytes_per_call`` is the slope of RSS
     against the call number: coarse (page-sized steps, allocator reuse) but it sees memory that
     tracemalloc cannot, such as C extensions.
+
+    The verdict compares the two halves of the measured calls. A leak keeps memory at the same
+    rate in both halves; a bounded structure (a cache, a ``deque(maxlen=...)``, a buffer flushed
+    every N calls) grows at most until it is full, so its second half is flat. The rule:
+
+    - ``"tracemalloc"`` fires when each half keeps more than ``threshold_bytes`` per call
+      (``bytes_per_call_halves``);
+    - ``"rss"`` fires when RSS rises by more than ``rss_threshold_bytes`` per call in each half
+      (``rss_bytes_per_call_halves``, least-squares slopes); its bar is higher because RSS moves
+      in pages and allocator arenas. It is how a native leak (C memory never freed) is caught;
+    - ``leaking`` is true when at least one fired; ``fired_by`` names which, in that order.
+
+    A result built by hand without the halves judges on the whole-run estimates.
     """
 
     bytes_per_call: float
     rss_bytes_per_call: float
     calls: int
     threshold_bytes: float = 64.0
+    rss_threshold_bytes: float = 1024.0
+    bytes_per_call_halves: tuple[float, float] | None = None
+    rss_bytes_per_call_halves: tuple[float, float] | None = None
+    fired_by: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        traced = self.bytes_per_call_halves or (self.bytes_per_call, self.bytes_per_call)
+        rss = self.rss_bytes_per_call_halves or (self.rss_bytes_per_call, self.rss_bytes_per_call)
+        fired = []
+        if min(traced) > self.threshold_bytes:
+            fired.append("tracemalloc")
+        if min(rss) > self.rss_threshold_bytes:
+            fired.append("rss")
+        object.__setattr__(self, "fired_by", tuple(fired))
 
     @property
     def leaking(self) -> bool:
-        """True when a call keeps more than ``threshold_bytes`` (tracemalloc estimate)."""
-        return self.bytes_per_call > self.threshold_bytes
+        """True when either estimate fired (see the class docstring for the rule)."""
+        return bool(self.fired_by)
+
+
+def _check_bytes(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return float(value)
 
 
 def leak_rate(
@@ -354,6 +595,7 @@ def leak_rate(
     calls: int = 1000,
     warmup: int = 100,
     leak_threshold_bytes: float = 64.0,
+    rss_threshold_bytes: float = 1024.0,
     **kwargs: Any,
 ) -> LeakRate:
     """Call ``fn(*args, **kwargs)`` ``warmup`` times, then ``calls`` times, and estimate the bytes
@@ -362,22 +604,30 @@ def leak_rate(
     The warm-up calls fill one-time caches (interned strings, lazy imports, a bounded buffer) so
     they are not counted as a leak. tracemalloc is started for the run only if it is not already
     running (then it is left running).
+
+    ``leaking`` is decided on each half of the measured calls (see :class:`LeakRate`): a leak
+    keeps memory in both halves, by tracemalloc (more than ``leak_threshold_bytes`` per call) or
+    by RSS (more than ``rss_threshold_bytes`` per call, for memory tracemalloc cannot see). A
+    bounded structure is judged correctly once it is full before the second half starts, that is
+    when ``warmup + calls // 2`` calls fill it (with the defaults, 600 calls): for a bigger one
+    raise ``calls`` or ``warmup``.
     """
     check_callable("fn", fn)
-    check_int("calls", calls)
-    check_int("warmup", warmup, 0)
-    if isinstance(leak_threshold_bytes, bool) or not isinstance(leak_threshold_bytes, (int, float)):
-        raise TypeError(f"leak_threshold_bytes must be a number, got {leak_threshold_bytes!r}")
-    if not math.isfinite(leak_threshold_bytes) or leak_threshold_bytes < 0:
-        raise ValueError(f"leak_threshold_bytes must be finite and >= 0, got {leak_threshold_bytes!r}")
+    calls = check_int("calls", calls)
+    warmup = check_int("warmup", warmup, 0)
+    threshold = _check_bytes("leak_threshold_bytes", leak_threshold_bytes)
+    rss_threshold = _check_bytes("rss_threshold_bytes", rss_threshold_bytes)
 
-    # Sample RSS about 64 times. The buffers are allocated before tracing starts, and array
-    # stores raw numbers, so the sampling itself leaves nothing in the traced total.
+    # Sample RSS about 64 times, plus once at the middle. The buffers are allocated before
+    # tracing starts, and array stores raw numbers, so the sampling itself leaves nothing in the
+    # traced total.
     step = max(1, calls // 64)
-    n_samples = calls // step + 1
-    sample_calls = array("q", [0]) * n_samples
-    sample_rss = array("q", [0]) * n_samples
-    memory_info = _PROCESS.memory_info
+    size = calls // step + 3
+    xs = array("q", [0]) * size
+    ys = array("q", [0]) * size
+    memory_info = _this_process().memory_info
+    traced = tracemalloc.get_traced_memory
+    mid = calls // 2
     # Tracing starts before the warm-up: a bounded structure that the warm-up fills is then made
     # of traced objects, and replacing them later nets to zero instead of counting as growth.
     started_here = not tracemalloc.is_tracing()
@@ -387,26 +637,45 @@ def leak_rate(
         for _ in range(warmup):
             fn(*args, **kwargs)
         gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        sample_rss[0] = memory_info().rss
+        before = traced()[0]
+        ys[0] = memory_info().rss
         k = 1
-        for i in range(1, calls + 1):
+        for i in range(1, mid + 1):
             fn(*args, **kwargs)
-            if i % step == 0 and k < n_samples:
-                sample_calls[k] = i
-                sample_rss[k] = memory_info().rss
+            if i % step == 0:
+                xs[k] = i
+                ys[k] = memory_info().rss
                 k += 1
         gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
+        middle = traced()[0]
+        boundary = k  # the sample at the middle, after the collection: in both halves
+        xs[k] = mid
+        ys[k] = memory_info().rss
+        k += 1
+        for i in range(mid + 1, calls + 1):
+            fn(*args, **kwargs)
+            if i % step == 0:
+                xs[k] = i
+                ys[k] = memory_info().rss
+                k += 1
+        gc.collect()
+        after = traced()[0]
     finally:
         if started_here:
             tracemalloc.stop()
-    rss_slope = fit_slope(sample_calls[:k], sample_rss[:k])
+    halves = rss_halves = None
+    if mid >= 1:
+        halves = ((middle - before) / mid, (after - middle) / (calls - mid))
+        rss_halves = (fit_slope(xs[:boundary + 1], ys[:boundary + 1]),
+                      fit_slope(xs[boundary:k], ys[boundary:k]))
     return LeakRate(
         bytes_per_call=(after - before) / calls,
-        rss_bytes_per_call=rss_slope,
+        rss_bytes_per_call=fit_slope(xs[:k], ys[:k]),
         calls=calls,
-        threshold_bytes=float(leak_threshold_bytes),
+        threshold_bytes=threshold,
+        rss_threshold_bytes=rss_threshold,
+        bytes_per_call_halves=halves,
+        rss_bytes_per_call_halves=rss_halves,
     )
 
 
