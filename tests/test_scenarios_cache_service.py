@@ -2,6 +2,7 @@
 
 import gc
 import itertools
+import os
 
 import pytest
 
@@ -167,13 +168,48 @@ def test_mixed_sizes_bounds_bytes_only_with_max_size():
         cs.size_bounded_cache("max=everything")
 
 
-# Worker processes
+# Worker processes forked after the cache was filled
 
 
-def test_workers_each_hold_a_copy():
-    result = cs.run_workers(2, entries=5_000, payload_bytes=1024)
-    assert result["entries"] == [5_000, 5_000]
-    assert all(grew > 4 * 2**20 for grew in result["growth_bytes"])  # about 5.5 MiB each
-    assert all(rss > grew for rss, grew in zip(result["rss_bytes"], result["growth_bytes"]))
-    with pytest.raises(ValueError):
-        cs.run_workers(0)
+def test_read_every_page_reads_without_writing():
+    pages = cs.fill_cache(10, 100)
+    snapshot = dict(pages)
+    assert cs.read_every_page(pages) == 10 * 100 and pages == snapshot
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_preforked_workers_share_until_they_read():
+    result = cs.preforked_workers(workers=3, readers=1, entries=10_000, payload_bytes=1024)
+    assert result["entries"] == 10_000 and result["reads"] == [False, False, True]
+    assert result["read_bytes"] == [0, 0, 10_000 * 1024]
+    cache_bytes = result["cache_bytes"]
+    assert cache_bytes > 9 * 2**20  # 10,000 pages of about 1 KiB
+    idle, _, reader = result["uss_growth_bytes"]
+    assert idle < 0.1 * cache_bytes < 0.6 * cache_bytes < reader  # shared until read
+
+
+def test_preforked_workers_rejects_bad_arguments():
+    for kwargs in ({"workers": 0}, {"readers": -1}, {"workers": 2, "readers": 3}, {"entries": 0},
+                   {"payload_bytes": True}):
+        with pytest.raises(ValueError):
+            cs.preforked_workers(**kwargs)
+
+
+# Progress marks: the services report requests, so figures can put them on x
+
+
+def test_serve_and_mixed_sizes_report_progress(monkeypatch):
+    marks = []
+    monkeypatch.setattr(cs, "progress", marks.append)
+    cs.serve("LRUCache", requests=600, batches=3, payload_bytes=16, pause=0)
+    assert marks == [200, 400, 600]
+    marks.clear()
+    cs.mixed_sizes(cs.SIZE_VARIANTS[0], requests=40, batches=4, pause=0)
+    assert marks == [10, 20, 30, 40]
+
+
+def test_profile_request_caches_on_a_miss_only():
+    store = {}
+    first = cs.profile_request(store.get, store.__setitem__, "dict of str", 5)
+    again = cs.profile_request(store.get, lambda key, value: pytest.fail("stored twice"), "dict of str", 5)
+    assert first is again and store == {"user:5": cs.profile_value("dict of str", 5)}

@@ -8,7 +8,8 @@ rather than in the notebook. Each one plays a long-running service in front of a
   :func:`cache_set`, like ``var cache = {}`` in the source chapter), a
   :class:`~leaklab.caches.LimitableMap`, an :class:`~leaklab.caches.LRUCache`, or an
   ``LRUCache`` with a ttl (:data:`VARIANTS`). Time is a :class:`RequestClock` that advances by
-  one millisecond per request, so expiry happens at the same request on every run.
+  one millisecond per request, so expiry happens at the same request on every run. It reports
+  its progress (:func:`leaklab.measure.progress`), so a figure can put requests on x.
 - :func:`latency_run` times every request and records every garbage collection
   (:func:`leaklab.measure.gc_pauses`) while a cache of dicts, a cache of ``str`` or a bounded
   cache grows (:data:`LATENCY_KINDS`): the collector's work grows with the tracked objects alive.
@@ -17,9 +18,11 @@ rather than in the notebook. Each one plays a long-running service in front of a
   them.
 - :func:`mixed_sizes` fills a count-bounded and a size-bounded ``LRUCache`` with values of very
   different sizes (:data:`SIZE_VARIANTS`): a count bound lets memory explode when big values come.
-- :func:`run_workers` starts worker processes that each fill their own cache with the same data
-  (``python -m leaklab.scenarios.cache_service worker ...``) and reports each one's RSS growth:
-  processes cannot share a Python cache, so N workers hold N copies.
+- :func:`preforked_workers` fills a cache and then forks worker processes, as a server that loads
+  its data before forking does (``python -m leaklab.scenarios.cache_service fork ...``); some
+  workers only wait, the others read every entry once (:func:`read_every_page`). Each reports the
+  growth of its USS, the memory only it holds: the fork shares the cache's pages until a worker
+  touches them, and in CPython reading an object writes its reference count.
 
 Nothing here imports pandas, so the fresh processes stay lean.
 """
@@ -30,17 +33,19 @@ import bisect
 import gc
 import itertools
 import json
+import os
 import random
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import psutil
 
 from leaklab.caches import LimitableMap, LRUCache
-from leaklab.measure import gc_pauses
+from leaklab.measure import gc_pauses, progress
 
 __all__ = [
     "BOUND",
@@ -60,9 +65,12 @@ __all__ = [
     "latency_run",
     "make_cache",
     "mixed_sizes",
+    "fill_cache",
+    "preforked_workers",
+    "profile_request",
+    "read_every_page",
     "render_page",
     "reset",
-    "run_workers",
     "serve",
     "services",
     "size_caches",
@@ -213,6 +221,7 @@ def serve(
             service.handle(request // 2)
             request += 1
         sizes.append(len(service.cache))
+        progress(request)
         time.sleep(pause)
     return {"requests": request, **service.counters(), "sizes": sizes}
 
@@ -230,6 +239,17 @@ def profile_value(kind: str, user: int) -> Any:
     if kind.endswith("str"):
         return f"id={user};name=user {user};tags={user},{user + 1}"
     return {"id": user, "profile": {"name": f"user {user}", "tags": [user, user + 1]}}
+
+
+def profile_request(get: Callable[[str], Any], put: Callable[[str, Any], None], kind: str,
+                    user: int) -> Any:
+    """One request of :func:`latency_run`: look the user's profile up, cache it on a miss."""
+    key = f"user:{user}"
+    profile = get(key)
+    if profile is None:
+        profile = profile_value(kind, user)
+        put(key, profile)
+    return profile
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float:
@@ -272,10 +292,7 @@ def latency_run(kind: str, requests: int = 200_000, windows: int = 8, bound: int
         try:
             for request in range(requests):
                 t0 = clock()
-                key = f"user:{request}"
-                value = get(key)
-                if value is None:
-                    put(key, profile_value(kind, request))
+                profile_request(get, put, kind, request)
                 latencies[request] = clock() - t0
             total_ms = (clock() - begin) / 1e6
         finally:
@@ -396,63 +413,98 @@ def mixed_sizes(variant: str, requests: int = 4000, batches: int = 40, pause: fl
             held_bytes.append(sum(len(value) for _, value in held))
             entries.append(len(held))
             del held
+            progress(i + 1)
             time.sleep(pause)
     return {"held_bytes": held_bytes, "entries": entries}
 
 
 # --------------------------------------------------------------------------------------------
-# Worker processes, each with its own copy
+# Worker processes forked after the cache was filled
 
 
-def fill_own_cache(entries: int, payload_bytes: int) -> dict[Hashable, str]:
-    """The same data every worker caches: ``entries`` pages of ``payload_bytes`` characters."""
+def fill_cache(entries: int, payload_bytes: int) -> dict[Hashable, str]:
+    """The cache a server fills before it forks its workers: ``entries`` pages of
+    ``payload_bytes`` characters."""
     return {f"page:{i}": render_page(i, payload_bytes) for i in range(entries)}
 
 
-def _worker(entries: int, payload_bytes: int) -> None:
-    """A worker: fill a cache, report its RSS growth on stdout, hold the cache until stdin closes."""
+def read_every_page(cache_: dict[Hashable, str]) -> int:
+    """What a reading worker does with the cache it inherited: read every page, write nothing."""
+    return sum(len(page) for page in cache_.values())
+
+
+def _forked_worker(shared: dict[Hashable, str], reads: bool, report: int) -> None:
+    """In a forked child: measure USS, read the cache if ``reads``, measure again, report, exit."""
+    me = psutil.Process()
+    start = me.memory_full_info().uss
+    read = read_every_page(shared) if reads else 0
+    grew = me.memory_full_info().uss - start
+    os.write(report, json.dumps({"reads": reads, "read_bytes": read, "uss_growth_bytes": grew}).encode())
+
+
+def _preforked(workers: int, readers: int, entries: int, payload_bytes: int) -> dict[str, Any]:
+    """The body of :func:`preforked_workers`, run in a fresh single-threaded process."""
     process = psutil.Process()
     gc.collect()
     before = process.memory_info().rss
-    own = fill_own_cache(entries, payload_bytes)
-    grew = process.memory_info().rss - before
-    print(json.dumps({"entries": len(own), "growth_bytes": grew}), flush=True)
-    sys.stdin.read()  # hold the cache while the parent measures
-    del own
-
-
-def run_workers(workers: int = 4, entries: int = 25_000, payload_bytes: int = 1024,
-                timeout: float = 60.0) -> dict[str, Any]:
-    """Start ``workers`` worker processes that each fill their own cache with the same data.
-
-    Once every worker has filled its cache (all of them alive, each holding its copy), the RSS of
-    each is read with psutil; then they are told to exit. Returns ``growth_bytes`` (each worker's
-    RSS growth while filling, as it measured it), ``rss_bytes`` (each worker's RSS with its cache
-    full) and ``entries`` (per worker).
-    """
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers!r}")
-    command = [sys.executable, "-m", "leaklab.scenarios.cache_service", "worker",
-               str(entries), str(payload_bytes)]
-    procs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(workers)]
-    try:
-        reports = []
-        for proc in procs:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            if not line:
-                raise RuntimeError(f"a worker exited early: {proc.stderr.read()}")  # type: ignore[union-attr]
-            reports.append(json.loads(line))
-        rss = [psutil.Process(proc.pid).memory_info().rss for proc in procs]
-    finally:
-        for proc in procs:
+    shared = fill_cache(entries, payload_bytes)
+    filled = process.memory_info().rss - before
+    gc.collect()
+    reports = []
+    for n in range(workers):
+        reads = n >= workers - readers
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
             try:
-                proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-    return {"growth_bytes": [r["growth_bytes"] for r in reports], "rss_bytes": rss,
-            "entries": [r["entries"] for r in reports]}
+                os.close(read_end)
+                _forked_worker(shared, reads, write_end)
+                code = 0
+            except BaseException:  # noqa: BLE001  reported on stderr; the parent raises
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            answer = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not answer:
+            raise RuntimeError(f"worker {n} failed (wait status {status})")
+        reports.append(json.loads(answer))
+    return {"cache_bytes": filled, "entries": len(shared),
+            "reads": [r["reads"] for r in reports],
+            "read_bytes": [r["read_bytes"] for r in reports],
+            "uss_growth_bytes": [r["uss_growth_bytes"] for r in reports]}
+
+
+def preforked_workers(workers: int = 4, readers: int = 2, entries: int = 25_000,
+                      payload_bytes: int = 1024, timeout: float = 60.0) -> dict[str, Any]:
+    """Fill a cache of ``entries`` pages in a fresh process, then fork ``workers`` workers from
+    it; the last ``readers`` of them read every page once, the others only wait.
+
+    Each worker measures its USS (unique set size: the memory only it holds, which the kernel
+    would free if it exited) right after the fork and after its work. Returns ``cache_bytes``
+    (the RSS the filling process grew by: the cache's size), ``entries``, and per worker
+    ``reads`` (whether it read), ``read_bytes`` and ``uss_growth_bytes``.
+
+    The fork happens in a fresh single-threaded process (``python -m
+    leaklab.scenarios.cache_service fork ...``), never in the caller, which may have threads.
+    """
+    for name, value, low in (("workers", workers, 1), ("readers", readers, 0),
+                             ("entries", entries, 1), ("payload_bytes", payload_bytes, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if readers > workers:
+        raise ValueError(f"readers ({readers}) cannot exceed workers ({workers})")
+    if not hasattr(os, "fork"):
+        raise RuntimeError("preforked_workers needs os.fork (Linux or macOS)")
+    command = [sys.executable, "-m", "leaklab.scenarios.cache_service", "fork",
+               str(workers), str(readers), str(entries), str(payload_bytes)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the forking process failed: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout)
 
 
 def reset() -> None:
@@ -463,7 +515,7 @@ def reset() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "worker":
-        _worker(int(sys.argv[2]), int(sys.argv[3]))
+    if len(sys.argv) == 6 and sys.argv[1] == "fork":
+        print(json.dumps(_preforked(*map(int, sys.argv[2:]))))
     else:
-        sys.exit("usage: python -m leaklab.scenarios.cache_service worker ENTRIES PAYLOAD_BYTES")
+        sys.exit("usage: python -m leaklab.scenarios.cache_service fork WORKERS READERS ENTRIES PAYLOAD_BYTES")
