@@ -66,7 +66,9 @@ def test_series_of_one_role_in_one_figure_get_distinct_shades_and_many_do_not_fa
 
 
 def test_color_for_is_stable_and_checks_the_role():
-    assert color_for("cachetools", "peer") == color_for("cachetools", "peer")
+    assert color_for("cachetools", "peer") == ROLE_COLORS["peer"][0]  # a role's own colour first
+    taken = [ROLE_COLORS["peer"][0]]
+    assert color_for("cachebox", "peer", taken) == color_for("cachebox", "peer", taken) != taken[0]
     with pytest.raises(ValueError, match="role"):
         color_for("a", "leaky")
 

@@ -7,8 +7,8 @@ One look across the chapters:
   chapter: ``"leak"`` (the broken version) is red, ``"fixed"`` (the plain corrected code, or the
   standard library's answer) blue, ``"peer"`` (another library people use) grey-violet,
   ``"leaklab"`` (the course's own fix) green, ``"other"`` (a reference or a neutral measure) ochre.
-  When one figure holds several series of a role they take shades of its colour; which shade is a
-  function of the label, so a series keeps its colour from chapter to chapter.
+  When one figure holds several series of a role, the others take shades of its colour chosen by
+  their labels.
 - **Legends sit outside the axes**, so they never cover data.
 - A curve that rises is labelled with its fitted slope and drawn with it dashed; a curve that
   levels off is labelled with its plateau instead (one slope would read as a leak); a flat one
@@ -113,18 +113,22 @@ def _style(ax: Axes) -> None:
 
 
 def color_for(label: str, role: str, taken: Collection[str] = ()) -> str:
-    """The colour of series ``label`` in ``role``: the same label always gets the same shade,
-    unless that shade is ``taken`` already in the figure (then the next free one, and when all four
-    are taken, the shade is reused)."""
+    """The colour of series ``label`` in ``role``: the role's own colour (its first shade) unless
+    that is ``taken`` in the figure already; then a shade that is a function of the label, so the
+    same pair of series gets the same pair of colours in every figure (when all shades are taken,
+    one is reused)."""
     if role not in ROLE_COLORS:
         raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
     shades = ROLE_COLORS[role]
-    start = zlib.crc32(str(label).encode()) % len(shades)
-    for k in range(len(shades)):
-        shade = shades[(start + k) % len(shades)]
+    if shades[0] not in taken:
+        return shades[0]
+    others = shades[1:]
+    start = zlib.crc32(str(label).encode()) % len(others)
+    for k in range(len(others)):
+        shade = others[(start + k) % len(others)]
         if shade not in taken:
             return shade
-    return shades[start]
+    return others[start]
 
 
 def _check_labels(name: str, value: Any) -> None:
