@@ -1711,3 +1711,345 @@ def test_public_names() -> None:
         for name, member in vars(cls).items():
             if callable(member) and not name.startswith("_"):
                 assert member.__doc__, f"{cls.__name__}.{name} has no docstring"
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 10: bounds beyond sys.maxsize, dispose after a failed set, copies, size_of, int-likes
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"ttl": 5}, {"dispose": Recorder()}, {"max_size": 1000}],
+    ids=["count", "ttl", "dispose", "max_size"],
+)
+@pytest.mark.parametrize(
+    "value", [sys.maxsize + 1, 2**63, 2**64, 10**30, _Index(2**63)], ids=repr
+)
+def test_max_beyond_sys_maxsize_is_refused_at_construction(
+    LRU: Any, kwargs: dict[str, Any], value: Any
+) -> None:
+    """No cache holds more than sys.maxsize entries; the compiled write could not even compare
+    against a larger max (OverflowError at every set): refused at once, the same on every
+    build."""
+    shown = value if isinstance(value, int) else value.n
+    with pytest.raises(ValueError, match=rf"max\b.*{shown}"):
+        LRU(value, **kwargs)
+    c = LRU(sys.maxsize, **kwargs)  # the largest accepted: every write works
+    for key in range(3):
+        c.set(key, key)
+    c.set(0, "zero")
+    assert c.max == sys.maxsize and c.get(0) == "zero" and len(c) == 3
+
+
+def test_huge_max_size_works_on_every_build(LRU: Any) -> None:
+    """max_size is a total of sizes, summed as Python ints on every build: no upper limit."""
+    clock = FakeClock()
+    rec = Recorder()
+    c = LRU(2, max_size=2**70, size_of=lambda k, v: 2**68, ttl=5, clock=clock, dispose=rec)
+    for key in "abc":
+        c.set(key, key)
+    assert c.stats().total_size == 2 * 2**68 and rec.calls == [("a", "a", "evict")]
+    big = LimitableMap(2**100)
+    big[1] = 1
+    assert big.limit == 2**100 and dict(big) == {1: 1}
+
+
+class _FlakyKey:
+    """A key whose ``__hash__`` fails once, on its ``fail_on``-th call (counted from
+    ``arm``): a key that hashed fine a moment ago and fails now."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls = 0
+        self.fail_on = 0
+
+    def arm(self, fail_on: int) -> None:
+        self.calls, self.fail_on = 0, fail_on
+
+    def __hash__(self) -> int:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError(f"hash of {self.name} failed")
+        return hash(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __repr__(self) -> str:
+        return f"_FlakyKey({self.name!r})"
+
+
+_FAILED_SET_CONFIGS = {
+    "count": ({"max": 2}, None),
+    "ttl": ({"max": 2, "ttl": 5}, None),
+    "own-ttl": ({"max": 2}, 5),
+    "size": ({"max_size": 2, "size_of": lambda k, v: 1, "ttl": 5}, None),
+    "count+size": ({"max": 2, "max_size": 20, "size_of": lambda k, v: 1}, None),
+    "refresh": ({"max": 2, "ttl": 5, "update_age_on_get": True}, None),
+}
+
+
+def _assert_accounting(c: Any, rec: Recorder, entered: list[Any]) -> None:
+    """Every value that entered the cache is held or was disposed, never both, and at most
+    once; the counters agree with what is held."""
+    held = [value for _, value in c.items()]
+    disposed = [value for _, value, _ in rec.calls]
+    assert len(disposed) == len(set(disposed)), f"disposed twice: {rec.calls}"
+    assert not set(held) & set(disposed), f"held and disposed: {held} {rec.calls}"
+    assert set(entered) <= set(held) | set(disposed), f"lost: {entered} {held} {rec.calls}"
+    stats = c.stats()
+    assert stats.size == len(held)
+    if c.max_size is not None:
+        assert stats.total_size == len(held)  # every entry has size 1
+        assert c._total_size == sum(c._sizes.values()) and len(c._sizes) == len(held)
+
+
+@pytest.mark.parametrize("config", list(_FAILED_SET_CONFIGS))
+@pytest.mark.parametrize("key", [["unhashable"], "flaky"], ids=["unhashable", "flaky"])
+def test_a_set_that_fails_after_purging_disposes_what_was_purged(
+    LRU: Any, config: str, key: Any
+) -> None:
+    """The purge of expired entries comes first; the key's hash failing afterwards must not
+    leave them uncounted by dispose."""
+    kwargs, own_ttl = _FAILED_SET_CONFIGS[config]
+    clock = FakeClock()
+    rec = Recorder()
+    c = LRU(**kwargs, clock=clock, dispose=rec)
+    c.set("a", "va", ttl=own_ttl or 5)
+    c.set("b", "vb", ttl=own_ttl or 5)
+    clock.advance(10)
+    if key == "flaky":
+        key = _FlakyKey("k")
+        key.arm(1)
+    with pytest.raises((TypeError, RuntimeError)):
+        c.set(key, "vk", ttl=own_ttl)
+    assert sorted(rec.calls) == [("a", "va", "expire"), ("b", "vb", "expire")]
+    assert c.stats().expirations == 2 and len(c) == 0
+    c.clear()
+    assert len(rec.calls) == 2  # exactly once
+
+
+@pytest.mark.parametrize("config", list(_FAILED_SET_CONFIGS))
+@pytest.mark.parametrize("scenario", ["evict", "expire", "replace"])
+@pytest.mark.parametrize("fail_on", range(1, 9))
+def test_a_key_whose_hash_fails_later_leaves_everything_disposed_once(
+    LRU: Any, config: str, scenario: str, fail_on: int
+) -> None:
+    """A key's hash succeeds, then fails on its ``fail_on``-th call within one ``set``: the
+    entries that left (purged, evicted, replaced) are disposed exactly once, no entry still held
+    is disposed, the counters stay right, and the cache goes on working."""
+    kwargs, own_ttl = _FAILED_SET_CONFIGS[config]
+    clock = FakeClock()
+    rec = Recorder()
+    c = LRU(**kwargs, clock=clock, dispose=rec)
+    key = _FlakyKey("k")
+    entered = ["va", "vb"]
+    if scenario == "replace":
+        c.set("a", "va", ttl=own_ttl)
+        c.set(key, "vk0", ttl=own_ttl)
+        entered = ["va", "vk0"]
+    else:
+        c.set("a", "va", ttl=own_ttl)
+        c.set("b", "vb", ttl=own_ttl)
+    if scenario == "expire":
+        c.set("a", "va", ttl=1)  # expires first; "b" lives on
+        clock.advance(2)
+    key.arm(fail_on)
+    try:
+        c.set(key, "vk", ttl=own_ttl)
+    except RuntimeError as exc:
+        assert "hash of k failed" in str(exc)
+    else:
+        entered.append("vk")
+    key.arm(0)  # from now on its hash works
+    _assert_accounting(c, rec, entered)
+    for name in "xyz":  # the cache goes on: everything old is evicted in turn
+        c.set(name, "v" + name, ttl=own_ttl)
+        entered.append("v" + name)
+        _assert_accounting(c, rec, entered)
+    c.clear()
+    _assert_accounting(c, rec, entered)
+    assert len(c) == 0
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"ttl": 5}], ids=["count", "ttl"])
+@pytest.mark.parametrize("scenario", ["evict", "expire"])
+@pytest.mark.parametrize("fail_on", range(1, 7))
+def test_a_key_whose_hash_fails_later_keeps_the_counters_right_without_dispose(
+    LRU: Any, kwargs: dict[str, Any], scenario: str, fail_on: int
+) -> None:
+    """The same on the short (and, where built, compiled) writes of the two specialised
+    configurations: every entry is held, evicted or expired, and counted once."""
+    clock = FakeClock()
+    c = LRU(2, **kwargs, clock=clock)
+    c.set("a", "va", ttl=1 if scenario == "expire" else None)
+    c.set("b", "vb")
+    clock.advance(2)
+    key = _FlakyKey("k")
+    key.arm(fail_on)
+    entered = 2
+    try:
+        c.set(key, "vk")
+    except RuntimeError:
+        pass
+    else:
+        entered += 1
+    key.arm(0)
+    for name in "xyz":
+        s = c.stats()
+        assert s.size == len(c.items()) <= 2
+        assert s.size + s.evictions + s.expirations == entered
+        c.set(name, name)
+        entered += 1
+    c.clear()
+    assert c.stats().size == 0 and len(c) == 0
+
+
+@pytest.mark.parametrize("operation", ["clear", "delete", "pop"])
+def test_a_failing_clock_in_a_removal_loses_nothing(LRU: Any, operation: str) -> None:
+    """clear, delete and pop read the clock before taking anything out: if it raises, the cache
+    is unchanged (before, the entries were gone and never disposed)."""
+    clock = FakeClock()
+    rec = Recorder()
+    c = LRU(3, ttl=5, clock=clock, dispose=rec)
+    c.set("a", 1)
+    c.set("b", 2)
+
+    def broken() -> float:
+        raise OSError("clock broke")
+
+    c._clock = broken
+    with pytest.raises(OSError, match="clock broke"):
+        if operation == "clear":
+            c.clear()
+        elif operation == "delete":
+            c.delete("a")
+        else:
+            c.pop("a")
+    c._clock = clock
+    assert rec.calls == [] and c.keys() == ["b", "a"]
+    c.clear()
+    assert sorted(rec.calls) == [("a", 1, "clear"), ("b", 2, "clear")]
+
+
+def test_dispose_raising_during_a_failed_set_becomes_a_note(LRU: Any) -> None:
+    """The set's own error propagates; a dispose error meanwhile is noted on it, and every
+    dispose call still runs."""
+    clock = FakeClock()
+    seen = []
+
+    def dispose(key: Any, value: Any, reason: str) -> None:
+        seen.append(key)
+        raise KeyError(f"dispose of {key}")
+
+    c = LRU(3, ttl=5, clock=clock, dispose=dispose)
+    c.set("a", 1)
+    c.set("b", 2)
+    clock.advance(10)
+    with pytest.raises(TypeError, match="unhashable") as info:
+        c.set(["x"], 3)
+    assert sorted(seen) == ["a", "b"]
+    assert any("dispose" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_limitable_map_copies_are_independent() -> None:
+    """copy.copy, copy.deepcopy and pickle give a map of its own (before, a shallow copy shared
+    the storage: setting on the copy evicted from the original)."""
+    import copy
+    import pickle
+
+    m: LimitableMap[str, Any] = LimitableMap(3)
+    m["a"] = [1]
+    m["b"] = [2]
+    m["c"] = [3]
+    m["d"] = [4]  # one eviction
+    for dup in (
+        copy.copy(m),
+        copy.deepcopy(m),
+        pickle.loads(pickle.dumps(m)),
+        pickle.loads(pickle.dumps(m, protocol=0)),
+    ):
+        assert type(dup) is LimitableMap
+        assert (dup.limit, dup.evictions, list(dup.items())) == (3, 1, list(m.items()))
+        dup["e"] = [5]  # evicts "b" from the copy only
+        del dup["c"]
+        assert list(m) == ["b", "c", "d"] and m.evictions == 1
+        assert list(dup) == ["d", "e"] and dup.evictions == 2
+    assert copy.copy(m)["b"] is m["b"]  # shallow: the same values
+    deep = copy.deepcopy(m)
+    assert deep["b"] == m["b"] and deep["b"] is not m["b"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max": 2}, {"max": 2, "ttl": 5}, {"max_size": 100}, {"max": 2, "dispose": Recorder()}],
+    ids=["count", "ttl", "max_size", "dispose"],
+)
+def test_lru_cache_refuses_copy_and_pickle_the_same_on_every_build(
+    LRU: Any, kwargs: dict[str, Any]
+) -> None:
+    """An LRUCache holds a lock, a clock, callbacks and monotonic deadlines: a copy could not be
+    made faithfully (and would dispose the same values twice), so copy.copy, copy.deepcopy and
+    pickle all refuse clearly, on every build (before, the pure-Python copy.copy shared the
+    storage, and a copied size-bounded cache broke)."""
+    import copy
+    import pickle
+
+    c = LRU(**kwargs)
+    c.set("a", 1)
+    for make in (copy.copy, copy.deepcopy, pickle.dumps, lambda c: pickle.dumps(c, protocol=0)):
+        with pytest.raises(TypeError, match=r"LRUCache cannot be copied or pickled.*items\(\)"):
+            make(c)
+    assert c.items() == [("a", 1)]
+
+
+def test_size_of_must_take_the_key_and_the_value(LRU: Any) -> None:
+    """size_of=len is the natural mistake: refused at construction, naming size_of."""
+    with pytest.raises(TypeError, match=r"size_of.*\(key, value\).*len"):
+        LRU(max_size=10, size_of=len)
+    with pytest.raises(TypeError, match=r"size_of.*\(key, value\)"):
+        LRU(max_size=10, size_of=lambda value: 1)
+    c = LRU(max_size=10, size_of=lambda *args: 1)  # anything that takes two arguments
+    c.set("a", 1)
+    assert LRU(max_size=10, size_of=max).max_size == 10  # no signature to read: accepted
+
+
+@pytest.mark.parametrize(
+    ("size_of", "error"),
+    [(lambda k, v: len(v), TypeError), (lambda k, v: {}[k], KeyError)],
+    ids=["len-of-int", "raises-keyerror"],
+)
+def test_size_of_errors_name_size_of_and_the_key(
+    LRU: Any, size_of: Any, error: type[Exception]
+) -> None:
+    rec = Recorder()
+    c = LRU(max_size=10, size_of=size_of, dispose=rec)
+    with pytest.raises(error, match=r"size_of.*'k1'") as info:
+        c.set("k1", 5)
+    assert type(info.value) is error  # the callback's own exception, with a note
+    assert len(c) == 0 and rec.calls == []
+
+
+def test_int_like_size_of_results_and_ttls_are_accepted(LRU: Any) -> None:
+    """operator.index is the rule for an int, as for max and max_size."""
+    c = LRU(max_size=10, size_of=lambda k, v: _Index(v), ttl=_Index(5))
+    c.set("a", 3)
+    c.set("b", 4, ttl=_Index(2))
+    assert c.stats().total_size == 7 and type(c.stats().total_size) is int
+    assert c.ttl == 5 and type(c.ttl) is int
+    with pytest.raises(ValueError, match="size_of"):
+        c.set("c", 0)
+    with pytest.raises(ValueError, match="ttl"):
+        LRU(2, ttl=_Index(0))
+
+
+def test_numpy_integers_are_accepted_as_ints(LRU: Any) -> None:
+    np = pytest.importorskip("numpy")
+    c = LRU(np.int64(2), max_size=np.int64(10), size_of=lambda k, v: np.int64(v))
+    c.set("a", 3)
+    c.set("b", 4, ttl=np.int32(5))
+    assert c.stats().total_size == 7 and (c.max, c.max_size) == (2, 10)
+    d = LRU(max_size=10, size_of=lambda k, v: v)
+    with pytest.raises(TypeError, match="size_of"):
+        d.set("c", np.float64(2.0))  # a float is not an int, numpy's neither
+    assert LimitableMap(np.int64(3)).limit == 3

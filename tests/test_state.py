@@ -450,3 +450,29 @@ def test_grown_rejects_non_snapshots_and_reversed_order():
     assert isinstance(first, Snapshot)
     assert repr(watch) == "GlobalsWatch(['leaklab.state'], min_growth=1)"
     assert repr(GlobalsWatch(min_growth=3)) == "GlobalsWatch(None, min_growth=3)"
+
+
+class _Index:
+    """An int-like (as numpy.int64 is)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __index__(self):
+        return self.n
+
+
+def test_min_growth_accepts_int_likes_as_other_int_arguments_do():
+    watch = GlobalsWatch([state], min_growth=_Index(3))
+    assert watch.min_growth == 3 and type(watch.min_growth) is int
+    with pytest.raises(ValueError, match="min_growth must be >= 1, got 0"):
+        GlobalsWatch(min_growth=_Index(0))
+
+
+def test_min_growth_accepts_numpy_integers():
+    np = pytest.importorskip("numpy")
+    watch = GlobalsWatch([state], min_growth=np.int64(2))
+    assert watch.min_growth == 2 and type(watch.min_growth) is int
+    assert repr(watch) == "GlobalsWatch(['leaklab.state'], min_growth=2)"
+    with pytest.raises(TypeError, match="min_growth must be an int"):
+        GlobalsWatch(min_growth=np.float64(2.0))

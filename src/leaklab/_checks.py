@@ -18,9 +18,9 @@ def check_callable(name: str, value: object) -> None:
         raise TypeError(f"{name} must be callable, got {value!r} of type {type(value).__name__}")
 
 
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` as an int >= ``minimum`` (int-likes such as numpy.int64 are accepted;
-    bool, float and str are not)."""
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int >= ``minimum`` (and <= ``maximum`` if given). Int-likes such as
+    numpy.int64 are accepted (``operator.index`` is the rule); bool, float and str are not."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int >= {minimum}, not a bool: {value!r}")
     try:
@@ -31,16 +31,31 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
         ) from None
     if number < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        shown = repr(value) if type(value) is int else f"{value!r} (= {number})"
+        raise ValueError(f"{name} must be an int from {minimum} to {maximum}, got {shown}")
     return number
 
 
-def check_seconds(name: str, value: object) -> float | int:
-    """Return ``value`` if it is a finite int or float > 0 (a duration in seconds)."""
+def check_seconds(name: str, value: object, *, int_like: bool = False) -> float | int:
+    """Return ``value`` if it is a finite int or float > 0 (a duration in seconds).
+
+    With ``int_like=True``, an int-like (numpy.int64, anything with ``__index__``; not a bool) is
+    accepted too and returned as an int: pass it only where the caller uses the returned value.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{name} must be a finite int or float > 0 (seconds), got {value!r} "
-            f"of type {type(value).__name__}"
-        )
+        number = None
+        if int_like and not isinstance(value, bool):
+            try:
+                number = operator.index(value)  # type: ignore[arg-type]
+            except TypeError:
+                pass
+        if number is None:
+            raise TypeError(
+                f"{name} must be a finite int or float > 0 (seconds), got {value!r} "
+                f"of type {type(value).__name__}"
+            )
+        value = number
     try:
         finite = math.isfinite(value)
     except OverflowError:  # an int too large for a float: now + value could not be computed

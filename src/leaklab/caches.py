@@ -66,7 +66,9 @@ import functools
 import heapq
 import itertools
 import math
+import operator
 import os
+import reprlib
 import sys
 import threading
 import time
@@ -170,6 +172,8 @@ class LimitableMap(MutableMapping[K, V], Generic[K, V]):
     held evicts the oldest key; updating an existing key keeps its place, as the original does.
     Iteration is oldest first. It is a full :class:`~collections.abc.MutableMapping`. It is not
     thread-safe: share it between threads only behind a lock (or use :class:`LRUCache`).
+    ``copy.copy``, ``copy.deepcopy`` and pickle make a map of its own (with the same limit,
+    entries in the same order, and eviction count).
 
     >>> m = LimitableMap(limit=2)
     >>> m["a"] = 1; m["b"] = 2; m["a"] = 10; m["c"] = 3
@@ -238,6 +242,21 @@ class LimitableMap(MutableMapping[K, V], Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"LimitableMap(limit={self._limit}, len={len(self._data)})"
+
+    # copy.copy, copy.deepcopy and pickle go through these: the state is a fresh list of the
+    # entries, so that a copy never shares the storage (the default state of a class with
+    # __slots__ would hand the same OrderedDict to the copy).
+    def __getstate__(self) -> tuple[Any, ...]:
+        extra = getattr(self, "__dict__", None)  # a subclass's own attributes, if it has any
+        return (self._limit, list(self._data.items()), self._evictions, extra)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        limit, items, evictions, extra = state
+        self._limit = check_int("limit", limit)
+        self._data = OrderedDict(items)
+        self._evictions = check_int("evictions", evictions, 0)
+        if extra:
+            vars(self).update(extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,18 +330,25 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
     there is no background thread. :meth:`purge_stale` removes them all at once.
 
     Args:
-        max: the most entries held, an int >= 1, or None for no count bound.
-        max_size: the most total size held, an int >= 1, or None for no size bound.
+        max: the most entries held, an int from 1 to ``sys.maxsize`` (no container holds more),
+            or None for no count bound.
+        max_size: the most total size held, an int >= 1 (no upper limit), or None for no size
+            bound.
         size_of: ``size_of(key, value) -> int >= 1``, the size of an entry; called once, when it
             is set, outside the lock. Only with ``max_size``; the default is
-            ``sys.getsizeof(value)``, the value's shallow size.
+            ``sys.getsizeof(value)``, the value's shallow size. It takes the key and the value:
+            ``size_of=len`` is refused (write ``lambda key, value: len(value)``), and an error it
+            raises carries a note naming ``size_of`` and the key.
         ttl: the default time to live of an entry in seconds (finite int or float > 0), or None
             for entries that never expire unless ``set`` gives them a ttl.
         update_age_on_get: if True, a ``get`` hit restarts the entry's ttl.
         dispose: ``dispose(key, value, reason)``, called after an entry has left the cache and
             outside the lock, with reason one of ``"evict"``, ``"expire"``, ``"set"`` (replaced by
-            a different value), ``"delete"`` (``delete`` or ``pop``), ``"clear"``. If it raises,
-            the cache is already consistent and the remaining dispose calls of the same operation
+            a different value), ``"delete"`` (``delete`` or ``pop``), ``"clear"``. Every entry
+            that leaves is disposed of exactly once, even when the operation then fails (a
+            ``set`` whose key turns out unhashable after expired entries were purged): the
+            operation's own error propagates, after the dispose calls. If dispose raises, the
+            cache is already consistent and the remaining dispose calls of the same operation
             still run; then the first exception propagates to the caller of that operation (with
             a note for every further one).
         clock: a ``time.monotonic``-like function returning seconds; inject a fake to control
@@ -330,9 +356,18 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
 
     Raises:
         TypeError: a count or size is a bool or not an int; ``ttl`` is a bool, a string or not a
-            number; ``update_age_on_get`` is not a bool; a callback is not callable.
+            number; ``update_age_on_get`` is not a bool; a callback is not callable;
+            ``size_of`` cannot be called with two arguments.
         ValueError: no bound given (``ttl`` alone bounds nothing); ``size_of`` without
-            ``max_size``; a count or size below 1; ``ttl`` not finite and > 0.
+            ``max_size``; a count or size below 1; ``max`` above ``sys.maxsize``; ``ttl`` not
+            finite and > 0.
+
+    Wherever an int is taken (``max``, ``max_size``, a size, a ttl), an int-like such as
+    ``numpy.int64`` is accepted (``operator.index`` is the rule); a bool or a float is not an int.
+
+    An LRUCache cannot be copied (``copy.copy``, ``copy.deepcopy``) or pickled: it holds a lock,
+    a clock, callbacks and deadlines on this process's clock, and a copy would dispose of the same
+    values twice. Make a new one and set what you need (``cache.items()``).
 
     It is safe to use from many threads at once (see the module docstring for how). ``clock``
     and the keys' ``__hash__``/``__eq__`` run under the lock and must not call back into the
@@ -391,11 +426,13 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max is not None:
-            max = check_int("max", max)
+            # No container holds more than sys.maxsize entries, and the compiled write compares
+            # lengths with max as a C ssize_t: a larger max is refused on every build alike.
+            max = check_int("max", max, maximum=sys.maxsize)
         if max_size is not None:
-            max_size = check_int("max_size", max_size)
+            max_size = check_int("max_size", max_size)  # sums of Python ints: no upper limit
         if ttl is not None:
-            ttl = check_seconds("ttl", ttl)
+            ttl = check_seconds("ttl", ttl, int_like=True)
         if size_of is not None:
             check_callable("size_of", size_of)
         if dispose is not None:
@@ -411,6 +448,8 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
             raise ValueError(f"LRUCache needs max or max_size, got max=None, max_size=None{hint}")
         if size_of is not None and max_size is None:
             raise ValueError(f"size_of={size_of!r} needs max_size, got max_size=None")
+        if size_of is not None:
+            _check_takes_key_and_value(size_of)
         if max_size is not None and size_of is None:
             size_of = _default_size_of
 
@@ -561,46 +600,66 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
         Raises:
             TypeError, ValueError: a bad ``ttl``, or ``size_of`` returned a bad size.
             ValueError: the entry alone is larger than ``max_size``; the cache is unchanged.
+            Whatever the key's ``__hash__`` or ``__eq__``, ``size_of`` or the clock raise: the
+            entries that left before it (expired, evicted) are disposed of all the same.
         """
         # Values that leave stay referenced (``removed``) until the lock is released, so that
         # neither their finalizers nor ``dispose`` ever run under it.
         if ttl is None:
             ttl = self._ttl
         else:
-            ttl = check_seconds("ttl", ttl)
+            ttl = check_seconds("ttl", ttl, int_like=True)
             if ttl == self._ttl:
                 ttl = self._ttl  # the default's own object: tracked in deadline order
         size = 1
         size_of = self._size_of
         if size_of is not None:  # outside the lock: may be slow, may call back
-            size = self._checked_size(key, size_of(key, value))
+            try:
+                size = size_of(key, value)
+            except Exception as exc:
+                exc.add_note(
+                    f"raised by size_of(key, value) for key {_shown(key)}, "
+                    f"with size_of={_shown(size_of)}; the cache is unchanged"
+                )
+                raise
+            if type(size) is not int:
+                size = _index_size(key, size)
+            if size < 1 or size > self._max_size:  # type: ignore[operator]  # size_of: max_size
+                self._refuse_size(key, size)
+        removed: _Removed = []
         lock = self._lock
         lock.acquire()
         try:
-            removed = self._store(key, value, ttl, size)
-        finally:
+            self._store(key, value, ttl, size, removed)
+        except BaseException as error:
             lock.release()
+            self._dispose_after_error(removed, error)
+            raise
+        lock.release()
         if removed and self._dispose is not None:
             self._run_dispose(removed)
 
-    def _checked_size(self, key: Any, size: object) -> int:
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise TypeError(
-                f"size_of(key, value) must return an int >= 1, got {size!r} "
-                f"of type {type(size).__name__} for key {key!r}"
-            )
+    def _refuse_size(self, key: Any, size: int) -> None:
         if size < 1:
-            raise ValueError(f"size_of(key, value) must return an int >= 1, got {size!r}")
-        if size > self._max_size:  # type: ignore[operator]  # size_of implies max_size
             raise ValueError(
-                f"entry for key {key!r} has size {size}, larger than max_size="
-                f"{self._max_size}; the cache is unchanged"
+                f"size_of(key, value) must return an int >= 1, got {size!r} for key {_shown(key)}"
             )
-        return size
+        raise ValueError(
+            f"entry for key {_shown(key)} has size {size}, larger than max_size="
+            f"{self._max_size}; the cache is unchanged"
+        )
 
-    def _store(self, key: Any, value: Any, ttl: float | None, size: int) -> _Removed:
-        """Insert or replace under the lock; return the ``(key, value, reason)`` that left."""
-        removed: _Removed = []
+    def _store(
+        self, key: Any, value: Any, ttl: float | None, size: int, removed: _Removed
+    ) -> None:
+        """Insert or replace under the lock; append each ``(key, value, reason)`` that leaves to
+        ``removed`` as it leaves.
+
+        A step may raise after entries have left (the key's ``__hash__`` runs at every dict
+        operation, and may fail only now): the caller still disposes of what is in ``removed``.
+        The steps on the key come before the bookkeeping that depends on them, so that an error
+        leaves the cache consistent: the new entry is in, or the old one (if any) is still there.
+        """
         data, _, _, timed = self._table
         if ttl is not None and not timed:
             data = self._make_timed()
@@ -612,28 +671,18 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
                 self._purge(now, removed)
         sizes = self._sizes
         old = data.get(key, _MISSING)
+        old_size = 0
         if old is not _MISSING:
-            reason: DisposeReason
-            if timed:
-                old_value, old_expires = old
-                if old_expires <= now:
-                    reason = "expire"
-                    self._expirations += 1
-                else:
-                    reason = "set"
-                self._untrack(key)
-            else:
-                old_value, reason = old, "set"
-            if reason == "expire" or old_value is not value:
-                removed.append((key, old_value, reason))
             if sizes is not None:
-                self._total_size -= sizes[key]
+                old_size = sizes[key]
             data.move_to_end(key)  # so that making room never evicts the key being replaced
         # Make room, least recently used first (nothing left is expired).
         if sizes is None:  # a count bound only: at most one entry to evict
             if old is _MISSING and len(data) >= self._max:  # type: ignore[operator]
                 lru_key, lru = data.popitem(False)
+                self._evictions += 1
                 if timed:
+                    removed.append((lru_key, lru[0], "evict"))
                     # When it is also the oldest deadline (as in a stream of new keys), drop
                     # that at once rather than leave a stale item at the front.
                     times = self._deadline_times
@@ -642,45 +691,70 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
                         self._deadline_keys.popleft()
                     if self._ttls:
                         self._ttls.pop(lru_key, None)
-                    lru = lru[0]
-                self._evictions += 1
-                removed.append((lru_key, lru, "evict"))
+                else:
+                    removed.append((lru_key, lru, "evict"))
         else:
             max_count = self._max
             max_size = self._max_size
             while (max_count is not None and old is _MISSING and len(data) >= max_count) or (
-                self._total_size + size > max_size  # type: ignore[operator]
+                self._total_size - old_size + size > max_size  # type: ignore[operator]
             ):
                 lru_key, lru = data.popitem(False)
-                if timed:
-                    self._untrack_evicted(lru_key, lru[1])
-                    lru = lru[0]
-                self._total_size -= sizes.pop(lru_key)
                 self._evictions += 1
-                removed.append((lru_key, lru, "evict"))
-            sizes[key] = size
-            self._total_size += size
+                if timed:
+                    removed.append((lru_key, lru[0], "evict"))
+                    self._total_size -= sizes.pop(lru_key)
+                    self._untrack_evicted(lru_key, lru[1])
+                else:
+                    removed.append((lru_key, lru, "evict"))
+                    self._total_size -= sizes.pop(lru_key)
         # Store: a new key goes last; a replaced one was moved last above.
         if timed:
-            if ttl is None:
-                data[key] = (value, _NEVER)
-            else:
-                expires = now + ttl
-                data[key] = (value, expires)
-                if ttl is self._ttl:
-                    keys = self._deadline_keys
-                    keys.append(key)
-                    self._deadline_times.append(expires)
-                    if len(keys) > 2 * len(data) + 64:
-                        self._compact_deadlines()
-                else:
-                    self._ttls[key] = ttl
-                    self._push_deadline(expires, key)
-                if expires < self._next_expiry:
-                    self._next_expiry = expires
+            expires = _NEVER if ttl is None else now + ttl
+            entry = (value, expires)
         else:
-            data[key] = value
-        return removed
+            entry = value
+        if sizes is None:
+            data[key] = entry
+        else:
+            sizes[key] = size
+            self._total_size += size - old_size
+            try:
+                data[key] = entry
+            except BaseException:  # the key's hash failed now: its size is not held after all
+                self._total_size -= size - old_size
+                if old is _MISSING:
+                    sizes.pop(key, None)
+                else:
+                    sizes[key] = old_size
+                raise
+        if old is not _MISSING:  # the old entry has left
+            reason: DisposeReason
+            if timed:
+                old_value, old_expires = old
+                if old_expires <= now:
+                    reason = "expire"
+                    self._expirations += 1
+                else:
+                    reason = "set"
+            else:
+                old_value, reason = old, "set"
+            if reason == "expire" or old_value is not value:
+                removed.append((key, old_value, reason))
+            if self._ttls and (ttl is None or ttl is self._ttl):
+                self._ttls.pop(key, None)  # it had its own ttl; the new entry has not
+        if timed and ttl is not None:
+            if expires < self._next_expiry:
+                self._next_expiry = expires
+            if ttl is self._ttl:
+                keys = self._deadline_keys
+                keys.append(key)
+                self._deadline_times.append(expires)
+                if len(keys) > 2 * len(data) + 64:
+                    self._compact_deadlines()
+            else:
+                self._ttls[key] = ttl
+                self._push_deadline(expires, key)
 
     def delete(self, key: K) -> bool:
         """Remove ``key``; return True if a live entry was removed (dispose reason ``"delete"``).
@@ -708,22 +782,28 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
 
     def _take(self, key: Any) -> tuple[bool, Any]:
         removed: _Removed = []
-        with self._lock:
-            data, _, _, timed = self._table
-            entry = data.pop(key, _MISSING)
-            if entry is _MISSING:
-                return False, None
-            found = True
-            value = entry
-            if timed:
-                value, expires = entry
-                self._untrack(key)
-                if expires <= self._clock():
-                    found = False
-                    self._expirations += 1
-            if self._sizes is not None:
-                self._total_size -= self._sizes.pop(key)
-            removed.append((key, value, "delete" if found else "expire"))
+        try:
+            with self._lock:
+                data, _, _, timed = self._table
+                now = self._clock() if timed else 0.0  # before anything leaves: it may raise
+                entry = data.pop(key, _MISSING)
+                if entry is _MISSING:
+                    return False, None
+                found = True
+                value = entry
+                if timed:
+                    value, expires = entry
+                    if expires <= now:
+                        found = False
+                        self._expirations += 1
+                removed.append((key, value, "delete" if found else "expire"))
+                if self._sizes is not None:
+                    self._total_size -= self._sizes.pop(key)
+                if timed:
+                    self._untrack(key)
+        except BaseException as error:
+            self._dispose_after_error(removed, error)
+            raise
         if self._dispose is not None:
             self._run_dispose(removed)
         return found, (value if found else None)
@@ -733,6 +813,7 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
         ``"expire"``. The statistics' counters are kept."""
         with self._lock:
             data, _, _, timed = self._table
+            now = self._clock() if timed else 0.0  # before anything leaves: it may raise
             entries = _items_of(data)
             data.clear()
             self._deadline_keys.clear()
@@ -745,7 +826,6 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
             self._total_size = 0
             removed: _Removed = []
             if timed:
-                now = self._clock()
                 for key, (value, expires) in entries:
                     if expires <= now:
                         self._expirations += 1
@@ -760,11 +840,15 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
     def purge_stale(self) -> int:
         """Remove every expired entry now (dispose reason ``"expire"``); return how many."""
         removed: _Removed = []
-        with self._lock:
-            if self._table[3]:
-                now = self._clock()
-                if self._next_expiry <= now:
-                    self._purge(now, removed)
+        try:
+            with self._lock:
+                if self._table[3]:
+                    now = self._clock()
+                    if self._next_expiry <= now:
+                        self._purge(now, removed)
+        except BaseException as error:
+            self._dispose_after_error(removed, error)
+            raise
         if removed and self._dispose is not None:
             self._run_dispose(removed)
         return len(removed)
@@ -796,14 +880,17 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
 
     def _snapshot(self) -> list[tuple[Any, Any]]:
         removed: _Removed = []
-        with self._lock:
-            data, _, _, timed = self._table
-            now = 0.0
-            if timed:
-                now = self._clock()
-                if self._next_expiry <= now:
-                    self._purge(now, removed)
-            pairs = _items_of(data)
+        try:
+            with self._lock:
+                data, _, _, timed = self._table
+                if timed:
+                    now = self._clock()
+                    if self._next_expiry <= now:
+                        self._purge(now, removed)
+                pairs = _items_of(data)
+        except BaseException as error:
+            self._dispose_after_error(removed, error)
+            raise
         pairs.reverse()
         if removed and self._dispose is not None:
             self._run_dispose(removed)
@@ -828,33 +915,37 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
     def _get_refreshing(self, key: Any, default: Any) -> Any:
         """``get`` with ``update_age_on_get``: it writes a new deadline, so it takes the lock."""
         removed: _Removed = []
-        with self._lock:
-            data = self._table[0]
-            entry = data.get(key, _MISSING)
-            if entry is _MISSING:
-                next(self._misses)
-                return default
-            value, expires = entry
-            if expires is not _NEVER:
-                now = self._clock()
-                if expires <= now:
+        try:
+            with self._lock:
+                data = self._table[0]
+                entry = data.get(key, _MISSING)
+                if entry is _MISSING:
                     next(self._misses)
-                    del data[key]
-                    self._forget_expired(key, value, removed)
-                    value = default
-                else:
-                    own_ttl = self._ttls.get(key)
-                    if own_ttl is None:
-                        expires = now + self._ttl  # type: ignore[operator]  # has a ttl
-                        data[key] = (value, expires)
-                        self._push_default_deadline(key, expires)
+                    return default
+                value, expires = entry
+                if expires is not _NEVER:
+                    now = self._clock()
+                    if expires <= now:
+                        next(self._misses)
+                        del data[key]
+                        self._forget_expired(key, value, removed)
+                        value = default
                     else:
-                        expires = now + own_ttl
-                        data[key] = (value, expires)
-                        self._push_deadline(expires, key)
-            if not removed:
-                data.move_to_end(key)
-                next(self._hits)
+                        own_ttl = self._ttls.get(key)
+                        if own_ttl is None:
+                            expires = now + self._ttl  # type: ignore[operator]  # has a ttl
+                            data[key] = (value, expires)
+                            self._push_default_deadline(key, expires)
+                        else:
+                            expires = now + own_ttl
+                            data[key] = (value, expires)
+                            self._push_deadline(expires, key)
+                if not removed:
+                    data.move_to_end(key)
+                    next(self._hits)
+        except BaseException as error:
+            self._dispose_after_error(removed, error)
+            raise
         if removed and self._dispose is not None:
             self._run_dispose(removed)
         return value
@@ -862,22 +953,27 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
     def _remove_if_expired(self, key: Any) -> None:
         """Remove ``key`` if its entry has expired (takes the lock; a reader's slow path)."""
         removed: _Removed = []
-        with self._lock:
-            data = self._table[0]
-            entry = data.get(key, _MISSING)
-            if entry is not _MISSING and entry[1] <= self._clock():
-                del data[key]
-                self._forget_expired(key, entry[0], removed)
+        try:
+            with self._lock:
+                data = self._table[0]
+                entry = data.get(key, _MISSING)
+                if entry is not _MISSING and entry[1] <= self._clock():
+                    del data[key]
+                    self._forget_expired(key, entry[0], removed)
+        except BaseException as error:
+            self._dispose_after_error(removed, error)
+            raise
         if removed and self._dispose is not None:
             self._run_dispose(removed)
 
     def _forget_expired(self, key: Any, value: Any, removed: _Removed) -> None:
-        """Account for an expired entry already taken out of the table."""
-        self._untrack(key)
+        """Account for an expired entry already taken out of the table (it is in ``removed``
+        first, so that it is disposed of even if the bookkeeping after raises)."""
+        removed.append((key, value, "expire"))
+        self._expirations += 1
         if self._sizes is not None:
             self._total_size -= self._sizes.pop(key)
-        self._expirations += 1
-        removed.append((key, value, "expire"))
+        self._untrack(key)
 
     def _untrack(self, key: Any) -> None:
         """Forget that ``key`` has its own ttl; its queued deadlines go stale (dropped later)."""
@@ -968,19 +1064,89 @@ class LRUCache(*_CORE_BASES, Generic[K, V]):
         self._next_expiry = next_expiry
 
     def _run_dispose(self, removed: _Removed) -> None:
-        """Call ``dispose`` for each removed entry, outside the lock; re-raise the first error."""
+        """Call ``dispose`` for each removed entry, outside the lock; re-raise the first error.
+
+        Every call runs whatever the ones before raised (a KeyboardInterrupt or SystemExit
+        included, which then wins over an ordinary error); further errors become notes.
+        """
         dispose = self._dispose
-        error: Exception | None = None
+        error: BaseException | None = None
         for key, value, reason in removed:
             try:
                 dispose(key, value, reason)  # type: ignore[misc]  # set when called
-            except Exception as exc:  # re-raised below, once every call has run
+            except BaseException as exc:  # re-raised below, once every call has run
                 if error is None:
                     error = exc
-                else:
-                    error.add_note(f"dispose({key!r}, ..., {reason!r}) also raised {exc!r}")
+                    continue
+                note = f"dispose({_shown(key)}, ..., {reason!r}) also raised {exc!r}"
+                if isinstance(error, Exception) and not isinstance(exc, Exception):
+                    note = f"an earlier dispose call raised {error!r}"
+                    error = exc
+                error.add_note(note)
         if error is not None:
             raise error
+
+    def _dispose_after_error(self, removed: _Removed, error: BaseException) -> None:
+        """Dispose of what left the cache before ``error`` stopped an operation.
+
+        The caller re-raises ``error``; an ordinary dispose error becomes a note on it.
+        """
+        if not removed or self._dispose is None:
+            return
+        try:
+            self._run_dispose(removed)
+        except Exception as exc:
+            error.add_note(f"the entries that had left were disposed of; dispose raised {exc!r}")
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        """Refuse ``copy.copy``, ``copy.deepcopy`` and pickle, alike on every build."""
+        raise TypeError(
+            f"LRUCache cannot be copied or pickled ({type(self).__name__}): it holds a lock, a "
+            "clock, callbacks and deadlines on this process's clock, and a copy would dispose "
+            "of the same values twice; make a new LRUCache with the same arguments and set "
+            "what you need from cache.items() (most recently used first)"
+        )
+
+
+def _shown(obj: object) -> str:
+    """A short repr for an error message, which never raises."""
+    try:
+        return reprlib.repr(obj)
+    except Exception:
+        return f"<{type(obj).__name__} object>"
+
+
+def _index_size(key: Any, size: object) -> int:
+    """A ``size_of`` result that is not exactly an int: an int-like (numpy.int64) as an int."""
+    if not isinstance(size, bool):
+        try:
+            return operator.index(size)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    raise TypeError(
+        f"size_of(key, value) must return an int >= 1, got {_shown(size)} "
+        f"of type {type(size).__name__} for key {_shown(key)}"
+    )
+
+
+def _check_takes_key_and_value(size_of: Callable[..., Any]) -> None:
+    """Refuse a ``size_of`` that cannot be called as ``size_of(key, value)`` (``len``...)."""
+    import inspect  # only here: a slow import, and only a size_of needs it
+
+    try:
+        signature = inspect.signature(size_of)
+    except (TypeError, ValueError):  # no signature to read (some builtins): trust it
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        name = getattr(size_of, "__name__", None)
+        call = f"{name}(value)" if isinstance(name, str) and name.isidentifier() else "f(value)"
+        raise TypeError(
+            f"size_of is called as size_of(key, value), but {_shown(size_of)} cannot take "
+            f"those two arguments; to size by the value alone, pass "
+            f"size_of=lambda key, value: {call}"
+        ) from None
 
 
 def _default_size_of(key: object, value: object) -> int:
@@ -1059,29 +1225,34 @@ class _TimedLRUCache(LRUCache[K, V]):
             if self._next_expiry <= now:
                 self._purge(now, removed)
             if key in data:  # replacing: the general path (it finds nothing left to purge)
-                removed += self._store(key, value, self._ttl, 1)
+                self._store(key, value, self._ttl, 1, removed)
             else:
                 if len(data) >= self._max:  # type: ignore[operator]  # no max_size: max is set
                     lru_key, lru = data.popitem(False)
+                    evicted = (lru_key, lru[0])
+                    self._evictions += 1
                     times = self._deadline_times
                     if times and times[0] is lru[1] and self._deadline_keys[0] is lru_key:
                         times.popleft()  # its deadline was the oldest: drop it now
                         self._deadline_keys.popleft()
                     if self._ttls:
                         self._ttls.pop(lru_key, None)
-                    self._evictions += 1
-                    evicted = (lru_key, lru[0])
                 expires = now + self._ttl  # type: ignore[operator]  # this class has a ttl
                 data[key] = (value, expires)
+                if expires < self._next_expiry:
+                    self._next_expiry = expires
                 keys = self._deadline_keys
                 keys.append(key)
                 self._deadline_times.append(expires)
                 if len(keys) > 2 * len(data) + 64:
                     self._compact_deadlines()
-                if expires < self._next_expiry:
-                    self._next_expiry = expires
-        finally:
+        except BaseException as error:  # an unhashable key, a clock that raised...
             lock.release()
+            if evicted is not None:
+                removed.append((evicted[0], evicted[1], "evict"))
+            self._dispose_after_error(removed, error)
+            raise
+        lock.release()
         if self._dispose is not None:
             if evicted is not None:
                 removed.append((evicted[0], evicted[1], "evict"))
@@ -1121,7 +1292,8 @@ class _CountedLRUCache(LRUCache[K, V]):
             table = self._table
             data = table[0]
             if table[3]:  # a per-entry ttl was set earlier: entries are (value, expires) now
-                _keep: Any = self._store(key, value, None, 1)
+                _keep: Any = []  # no dispose in this class: what left is only kept
+                self._store(key, value, None, 1, _keep)
             elif key in data:
                 _keep = data[key]
                 data[key] = value

@@ -40,6 +40,7 @@ What a snapshot records, and what it never does:
 
 from __future__ import annotations
 
+import operator
 import os
 import site
 import sys
@@ -293,20 +294,26 @@ class GlobalsWatch:
     each snapshot that is user code (see :func:`is_user_module`): not the standard library, not
     site-packages, not ``builtins``; modules imported after the watch was made are included.
 
-    :meth:`grown` reports the globals that grew by at least ``min_growth`` elements.
+    :meth:`grown` reports the globals that grew by at least ``min_growth`` elements (an int,
+    or an int-like such as ``numpy.int64``).
     Bad arguments fail here: ``TypeError`` for a wrong type (``bool`` is not an int), ``ValueError``
     for an unknown module name, an empty ``modules`` or ``min_growth < 1``.
     """
 
     def __init__(self, modules: Iterable[ModuleLike] | ModuleLike | None = None, *,
                  min_growth: int = 1) -> None:
-        if isinstance(min_growth, bool) or not isinstance(min_growth, int):
+        # An int-like (numpy.int64...) is an int here, as operator.index says; a bool is not.
+        try:
+            if isinstance(min_growth, bool):
+                raise TypeError
+            growth = operator.index(min_growth)
+        except TypeError:
             raise TypeError(
                 f"min_growth must be an int, got {type(min_growth).__name__}: {min_growth!r}"
-            )
-        if min_growth < 1:
-            raise ValueError(f"min_growth must be >= 1, got {min_growth!r}")
-        self.min_growth: int = min_growth
+            ) from None
+        if growth < 1:
+            raise ValueError(f"min_growth must be >= 1, got {growth!r}")
+        self.min_growth: int = growth
         # (name, target): target is a name looked up in sys.modules, or a weakref to a module.
         self._targets: tuple[tuple[str, Any], ...] | None = (
             None if modules is None else self._resolve(modules)
