@@ -287,6 +287,22 @@ def test_a_pickle_someone_else_wrote_is_refused_not_run(server):
     assert cache.stats().errors == 1
 
 
+def test_a_poisoned_key_or_a_refused_write_fails_only_its_own_call():
+    with embedded_server(maxmemory="4mb", policy="noeviction") as url:
+        cache = RemoteCache(url, ttl=60, namespace="poison", retry_after=30)
+        cache.set("good", 1)
+        client = _raw(url)
+        client.set("poison:bad", pickle.dumps({"a": 1}))
+        client.close()
+        assert cache.get("bad", "d") == "d" and cache.get("good") == 1
+        for i in range(6_000):  # 6 MB into 4 MiB: once full, writes are refused (OOM)
+            cache.set(f"big:{i}", "z" * 1_000)
+        assert cache.get("good") == 1  # reads still reach it
+        stats = cache.stats()
+        assert stats.errors > 1 and stats.hits == 2
+        cache.close()
+
+
 # --------------------------------------------------------------------------- outages
 
 

@@ -341,6 +341,9 @@ class _RedisBackend:
         import redis
 
         self.errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+        # What means the server is out of reach (back off), not that it answered with a refusal.
+        self.outages: tuple[type[BaseException], ...] = (
+            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
         if isinstance(target, str):
             self.client = _redis_client(target, timeout)
         elif isinstance(target, Sequence):
@@ -366,9 +369,10 @@ class _RedisBackend:
 class _MemcachedBackend:
     def __init__(self, target: Any, timeout: float) -> None:
         from pymemcache.client.base import Client
-        from pymemcache.exceptions import MemcacheError
+        from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
         self.errors = (MemcacheError, OSError)
+        self.outages = (MemcacheUnexpectedCloseError, OSError)
         if isinstance(target, str):
             parts = urlsplit(target)
             self.client = Client((parts.hostname, parts.port or 11211), connect_timeout=timeout,
@@ -391,8 +395,8 @@ class RemoteCache:
     cluster node URLs, or ``memcached://host:port``; or pass a ready ``client`` (redis-py
     ``Redis``/``RedisCluster`` or a pymemcache ``Client``). ``ttl`` (seconds, required) applies to
     every ``set`` unless the call gives its own. A call never waits longer than ``timeout`` for
-    the server; after a failure the server is left alone for ``retry_after`` seconds, then tried
-    again. Values go through JSON (tuples come back as lists).
+    the server; after a failure to reach the server it is left alone for ``retry_after`` seconds,
+    then tried again (a refusal, such as an out-of-memory error, only fails its own call). Values go through JSON (tuples come back as lists).
 
     >>> cache = RemoteCache(ttl=60)                                # doctest: +SKIP
     >>> cache.get_or_set("answer", lambda: 42), cache.get("answer")  # doctest: +SKIP
@@ -456,10 +460,13 @@ class RemoteCache:
 
     # ------------------------------------------------------------------ the calls
 
-    def _failed(self) -> None:
+    def _failed(self, exc: BaseException | None = None) -> None:
+        """Count a call that could not use the server; back off only when the server is out of
+        reach (a refusal such as OOM, or a value that is not ours, concerns that call alone)."""
         with self._lock:
             self._errors += 1
-            self._down_until = time.monotonic() + self._retry_after
+            if exc is not None and isinstance(exc, self._backend.outages):
+                self._down_until = time.monotonic() + self._retry_after
 
     def _skip(self) -> bool:
         """True while the server failed less than ``retry_after`` seconds ago (counted)."""
@@ -476,8 +483,8 @@ class RemoteCache:
             return default
         try:
             data = self._backend.get(name)
-        except self._backend.errors:
-            self._failed()
+        except self._backend.errors as exc:
+            self._failed(exc)
             return default
         if data is None:
             with self._lock:
@@ -502,8 +509,8 @@ class RemoteCache:
             return
         try:
             self._backend.set(name, data, seconds)
-        except self._backend.errors:
-            self._failed()
+        except self._backend.errors as exc:
+            self._failed(exc)
 
     def delete(self, key: Any) -> None:
         """Remove ``key`` (nothing happens when it is absent or the server is unreachable)."""
@@ -512,8 +519,8 @@ class RemoteCache:
             return
         try:
             self._backend.delete(name)
-        except self._backend.errors:
-            self._failed()
+        except self._backend.errors as exc:
+            self._failed(exc)
 
     def get_or_set(self, key: Any, compute: Callable[[], Any], *, ttl: float | None = None) -> Any:
         """Cache-aside: the stored value, or ``compute()`` stored for ``ttl`` and returned."""
