@@ -3,8 +3,9 @@
 Small objects (512 bytes or less) come from pymalloc, which carves 1 MiB arenas (64-bit builds)
 into pools and gives an arena back to the system only when every object in it is gone. Larger
 objects come from the C library's malloc, which keeps freed memory in its heap unless asked to
-give it back (``malloc_trim(0)`` on glibc). Each function here runs in a fresh process under
-``track_isolated`` and returns the RSS at each step, in MiB above the starting point.
+give it back (``malloc_trim(0)`` on glibc, the GNU C library most Linux distributions use). Each
+function here runs in a fresh process under ``track_isolated`` and returns the RSS after each
+step, in MiB above the starting point.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import time
 
 from leaklab.measure import rss_mib
 
-SMALL = 1_000_000  # small dicts, about 250 MiB in all
-LARGE = 300_000  # 1 KiB bytes objects, about 300 MiB in all
+SMALL = 300_000  # small dicts, about 70 MiB in all
+LARGE = 100_000  # 1 KiB bytes objects, about 100 MiB in all
 
 
 #: What a run keeps alive after it returns, so the RSS trace ends where the run left it.
@@ -34,10 +35,23 @@ def _pause() -> None:
     time.sleep(0.05)  # lets the sampler see each step as a plateau
 
 
-def small_objects(keep_every: int = 0) -> dict[str, float]:
-    """Allocate ``SMALL`` small dicts, then free them all, or all but one in ``keep_every``."""
+def _trim(base: float) -> float:
+    """Ask glibc's malloc to give its free pages back; return RSS above ``base`` after it."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc_trim(0)
+    _pause()
+    return rss_mib() - base
+
+
+def small_objects(keep_every: int = 0, trim: bool = False,
+                  count: int = SMALL) -> dict[str, float | None]:
+    """Allocate ``count`` small dicts, then free them all, or all but one in ``keep_every``;
+    with ``trim``, call ``malloc_trim(0)`` after (it cannot give back pymalloc's arenas).
+
+    Returns ``allocated``, ``after_free`` and ``after_trim`` (None without ``trim``), MiB.
+    """
     base = rss_mib()
-    objs = [{"i": i} for i in range(SMALL)]
+    objs = [{"i": i} for i in range(count)]
     _pause()
     allocated = rss_mib() - base
     KEPT[:] = objs[::keep_every] if keep_every else []
@@ -45,13 +59,18 @@ def small_objects(keep_every: int = 0) -> dict[str, float]:
     gc.collect()
     _pause()
     after_free = rss_mib() - base
-    return {"allocated": allocated, "after_free": after_free, "kept_objects": len(KEPT)}
+    after_trim = _trim(base) if trim else None
+    return {"allocated": allocated, "after_free": after_free, "after_trim": after_trim}
 
 
-def large_objects(trim: bool) -> dict[str, float]:
-    """Allocate ``LARGE`` 1 KiB objects (from malloc), free all but one in 64, maybe trim."""
+def large_objects(trim: bool = True, count: int = LARGE) -> dict[str, float | None]:
+    """Allocate ``count`` 1 KiB objects (from malloc), free all but one in 64, then, with
+    ``trim``, call ``malloc_trim(0)``.
+
+    Returns ``allocated``, ``after_free`` and ``after_trim`` (None without ``trim``), MiB.
+    """
     base = rss_mib()
-    objs = [bytes([i % 251]) * 1024 for i in range(LARGE)]  # distinct objects, pages written
+    objs = [bytes([i % 251]) * 1024 for i in range(count)]  # distinct objects, pages written
     _pause()
     allocated = rss_mib() - base
     KEPT[:] = objs[::64]
@@ -59,11 +78,5 @@ def large_objects(trim: bool) -> dict[str, float]:
     gc.collect()
     _pause()
     after_free = rss_mib() - base
-    after_trim = after_free
-    if trim:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.malloc_trim(0)
-        _pause()
-        after_trim = rss_mib() - base
-    return {"allocated": allocated, "after_free": after_free, "after_trim": after_trim,
-            "kept_objects": len(KEPT)}
+    after_trim = _trim(base) if trim else None
+    return {"allocated": allocated, "after_free": after_free, "after_trim": after_trim}
