@@ -273,9 +273,11 @@ def _work_with_progress(n: int) -> int:
 
 
 def test_progress_adds_a_done_column_that_runs_from_zero_to_the_last_mark():
-    from leaklab.measure import progress, track
+    from leaklab.measure import progress, track, track_isolated
 
-    trace = track(_work_with_progress, 600)
+    # In a fresh process: in this long-lived one, freed heap from earlier tests would absorb the
+    # allocations without RSS rising (chapter 00's lesson).
+    trace = track_isolated("tests.test_measure:_work_with_progress", 600)
     done = trace.frame["done"].tolist()
     assert trace.has_progress and done[0] == 0 and done[-1] == 600
     assert all(b >= a for a, b in zip(done, done[1:]))
@@ -658,3 +660,20 @@ def test_leak_rate_does_not_flag_a_churner():
     assert not rate.leaking and rate.fired_by == (), rate
     rate = leak_rate(lambda: [[] for _ in range(1000)])
     assert not rate.leaking and rate.fired_by == (), rate
+
+
+def test_the_measuring_loop_calls_its_snapshot_hook_while_tracing_with_the_frames_asked():
+    """The internal hook leaklab.testing uses: "before" after the warm-up, "after" at the end,
+    both while tracemalloc traces with the frames asked; leak_rate's verdict is unchanged."""
+    import tracemalloc
+
+    seen: list[tuple[str, bool, int, int]] = []
+
+    def hook(when: str) -> None:
+        seen.append((when, tracemalloc.is_tracing(), tracemalloc.get_traceback_limit(),
+                     len(_PLANTED)))
+
+    rate = measure._measure_leak(_leak_1k, (), {}, calls=40, warmup=5, threshold=64.0,
+                                 rss_threshold=1024.0, frames=12, on_snapshot=hook)
+    assert seen == [("before", True, 12, 5), ("after", True, 12, 45)]
+    assert rate.leaking and 1024 <= rate.bytes_per_call <= 1100 and not tracemalloc.is_tracing()

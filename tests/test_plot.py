@@ -153,3 +153,10 @@ def test_course_figure_makes_panels():
                roles={"queue length": "leak"})
     plot_rss({"rss": _trace(1.0)}, ax=bottom)
     assert len(fig.axes) == 2 and top.get_legend() is not None
+
+
+def test_fractional_x_keeps_its_decimals():
+    fig = plot_lines([0.0, 0.5, 1.0, 1.5], {"queue": [1, 2, 3, 4]}, xlabel="s", ylabel="n")
+    fig._repr_png_()
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert len(set(labels)) == len(labels)  # not "0, 0, 1, 1"

@@ -346,3 +346,39 @@ def test_monitor_cannot_start_twice_but_can_restart():
     monitor.start()
     monitor.stop()
     assert not monitor.running and _no_thread_named("QueueMonitor")
+
+
+def test_the_handlers_listener_stops_even_when_the_queue_is_full():
+    handler = BoundedQueueHandler(10)
+    release = threading.Event()
+
+    class Slow(logging.Handler):
+        def emit(self, record):
+            release.wait(5)
+
+    listener = handler.listener(Slow())
+    listener.start()
+    logger = _logger("full-stop", handler)
+    for i in range(50):
+        logger.info("m%d", i)
+    assert handler.queue.full() and handler.dropped > 0
+    threading.Timer(0.1, release.set).start()
+    listener.stop()  # the standard QueueListener raises queue.Full here
+    assert listener._thread is None
+    # The standard listener on the same kind of full queue fails to stop:
+    import queue as queue_module
+
+    stuck = BoundedQueueHandler(2)
+    stuck.queue.put(1)
+    stuck.queue.put(2)
+    standard = logging.handlers.QueueListener(stuck.queue)
+    with pytest.raises(queue_module.Full):
+        standard.enqueue_sentinel()
+
+
+def test_monitor_samples_without_pandas():
+    lengths = iter([3, 1])
+    monitor = QueueMonitor(lambda: next(lengths), high=10)
+    monitor.check()
+    monitor.check()
+    assert [n for _, n in monitor.samples()] == [3, 1]

@@ -13,6 +13,10 @@ bounds the time or the room a waiting call may take:
 - **refuse mode** (``refuse=True``): when ``round(limit * ratio)`` calls are already waiting, a new
   push fails at once with :class:`TooMuchAsyncCallError` and keeps nothing.
 
+A cancelled call stops where it awaits. A call that hands its work to a thread
+(``loop.run_in_executor``, ``asyncio.to_thread``) frees its slot when its await is cancelled, but
+the thread finishes the work anyway: the pipe bounds what waits, not what a thread pool has started.
+
 ``on_full(queue_length)`` is the hook for an alert: it is called once each time the waiting line
 reaches ``round(limit * ratio)`` (at least 1), and again only after the line has dropped below it.
 ``stats()`` accounts for every call: ``submitted == completed + failed + timed_out + refused +

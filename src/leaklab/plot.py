@@ -293,7 +293,7 @@ def plot_lines(
         ax.set_xscale("symlog", linthresh=1)  # a log axis that also shows 0
     elif logx:
         ax.set_xscale("log")
-    else:
+    elif all(float(v).is_integer() for v in x):  # counts: thousands separators, no decimals
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     if logy:
         ax.set_yscale("log")

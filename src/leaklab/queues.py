@@ -31,7 +31,7 @@ from leaklab._checks import check_callable, check_int, check_seconds
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["BoundedExecutor", "BoundedQueueHandler", "QueueFullError", "QueueMonitor"]
+__all__ = ["BoundedExecutor", "BoundedQueueHandler", "QueueFullError", "QueueListener", "QueueMonitor"]
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,8 @@ class BoundedExecutor(Executor):
 class BoundedQueueHandler(logging.handlers.QueueHandler):
     """A ``QueueHandler`` over its own ``queue.Queue(maxsize=max_queue)`` (``.queue``).
 
-    Pair it with the standard ``logging.handlers.QueueListener(handler.queue, ...)``. When the
+    Pair it with ``handler.listener(*handlers)`` (a ``QueueListener`` whose ``stop()`` also works
+    when the queue is full; the standard one raises ``queue.Full`` there). When the
     queue is full the record is dropped and counted in ``dropped`` (``block=False``, the default),
     or the logging call waits up to ``timeout`` seconds for room (``block=True``; ``timeout=None``
     waits as long as it takes) and then drops and counts. A full queue never prints a traceback.
@@ -178,6 +179,19 @@ class BoundedQueueHandler(logging.handlers.QueueHandler):
         except queue.Full:
             with self._count_lock:
                 self._dropped += 1
+
+    def listener(self, *handlers: logging.Handler, respect_handler_level: bool = False) -> QueueListener:
+        """A ``QueueListener`` on this handler's queue whose ``stop()`` works on a full queue
+        (the standard one puts its stop signal with ``put_nowait`` and raises ``queue.Full``)."""
+        return QueueListener(self.queue, *handlers, respect_handler_level=respect_handler_level)
+
+
+class QueueListener(logging.handlers.QueueListener):
+    """The standard listener, except that ``stop()`` waits for room for its stop signal instead
+    of failing with ``queue.Full`` when the bounded queue is full."""
+
+    def enqueue_sentinel(self) -> None:
+        self.queue.put(self._sentinel)
 
 
 # --------------------------------------------------------------------------- monitor
@@ -306,8 +320,12 @@ class QueueMonitor:
             self.check()
             self._stop.wait(self._interval)
 
+    def samples(self) -> list[tuple[float, int]]:
+        """The kept samples as ``(seconds since start, length)`` pairs (no pandas needed)."""
+        return list(self._history)
+
     def history(self) -> pd.DataFrame:
         """The kept samples: columns ``seconds`` (since start) and ``length``."""
         import pandas as pd
 
-        return pd.DataFrame(list(self._history), columns=["seconds", "length"])
+        return pd.DataFrame(self.samples(), columns=["seconds", "length"])
