@@ -15,6 +15,7 @@ so that all the numbers in the course come from the same code:
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import math
@@ -35,6 +36,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -617,7 +619,31 @@ def leak_rate(
     warmup = check_int("warmup", warmup, 0)
     threshold = _check_bytes("leak_threshold_bytes", leak_threshold_bytes)
     rss_threshold = _check_bytes("rss_threshold_bytes", rss_threshold_bytes)
+    return _measure_leak(fn, args, kwargs, calls=calls, warmup=warmup, threshold=threshold,
+                         rss_threshold=rss_threshold)
 
+
+def _measure_leak(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    calls: int,
+    warmup: int,
+    threshold: float,
+    rss_threshold: float,
+    frames: int = 1,
+    on_snapshot: Callable[[str], None] | None = None,
+) -> LeakRate:
+    """The measuring loop behind :func:`leak_rate` (arguments already checked) and
+    :func:`leaklab.testing.leak_report`.
+
+    ``frames`` is how many frames tracemalloc keeps per allocation when this run starts it.
+    ``on_snapshot`` (if given) is called with ``"before"`` after the warm-up and its collection,
+    just before the baseline is read (so what it allocates and keeps counts in both ends), and
+    with ``"after"`` once the last total is read, while tracemalloc still traces: the place to
+    take the two snapshots whose difference names the lines that kept memory.
+    """
     # Sample RSS about 64 times, plus once at the middle. The buffers are allocated before
     # tracing starts, and array stores raw numbers, so the sampling itself leaves nothing in the
     # traced total.
@@ -628,38 +654,49 @@ def leak_rate(
     memory_info = _this_process().memory_info
     traced = tracemalloc.get_traced_memory
     mid = calls // 2
+    # Between two calls the loop allocates nothing (no counter past 256, no keyword dict:
+    # itertools.repeat yields the same None, a partial holds the arguments): under tracemalloc
+    # every allocation costs a traceback, and the loop's own would slow every call.
+    call = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
+
+    def calls_between(done: int, until: int, k: int) -> int:
+        """Make calls ``done + 1`` to ``until``, sampling RSS after each multiple of ``step``
+        (in ``xs``/``ys`` from index ``k``); return the next free index."""
+        for mark in range((done // step + 1) * step, until + 1, step):
+            for _ in repeat(None, mark - done):
+                call()  # the measured call
+            done = mark
+            xs[k] = mark
+            ys[k] = memory_info().rss
+            k += 1
+        for _ in repeat(None, until - done):
+            call()  # the measured call
+        return k
+
     # Tracing starts before the warm-up: a bounded structure that the warm-up fills is then made
     # of traced objects, and replacing them later nets to zero instead of counting as growth.
     started_here = not tracemalloc.is_tracing()
     if started_here:
-        tracemalloc.start(1)
+        tracemalloc.start(frames)
     try:
-        for _ in range(warmup):
-            fn(*args, **kwargs)
+        for _ in repeat(None, warmup):
+            call()  # the measured call
         gc.collect()
+        if on_snapshot is not None:
+            on_snapshot("before")
         before = traced()[0]
         ys[0] = memory_info().rss
-        k = 1
-        for i in range(1, mid + 1):
-            fn(*args, **kwargs)
-            if i % step == 0:
-                xs[k] = i
-                ys[k] = memory_info().rss
-                k += 1
+        k = calls_between(0, mid, 1)
         gc.collect()
         middle = traced()[0]
         boundary = k  # the sample at the middle, after the collection: in both halves
         xs[k] = mid
         ys[k] = memory_info().rss
-        k += 1
-        for i in range(mid + 1, calls + 1):
-            fn(*args, **kwargs)
-            if i % step == 0:
-                xs[k] = i
-                ys[k] = memory_info().rss
-                k += 1
+        k = calls_between(mid, calls, k + 1)
         gc.collect()
         after = traced()[0]
+        if on_snapshot is not None:
+            on_snapshot("after")
     finally:
         if started_here:
             tracemalloc.stop()
