@@ -56,11 +56,16 @@ class _Slot:
         self._held = True
 
     def give_back(self, _future: Future[Any] | None = None) -> None:
-        with self._executor._room:
-            if self._held:
-                self._held = False
-                self._executor._pending -= 1
-                self._executor._room.notify()
+        if not self._held:  # the usual case for the done callback: given back when it started
+            return
+        executor = self._executor
+        with executor._lock:
+            if not self._held:
+                return
+            self._held = False
+            executor._pending -= 1
+            if executor._waiting:
+                executor._room.notify()
 
 
 def _started(slot: _Slot, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -97,8 +102,10 @@ class BoundedExecutor(Executor):
         self._policy = policy
         self._timeout = timeout
         self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="BoundedExecutor")
-        self._room = threading.Condition()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._pending = 0
+        self._waiting = 0  # submits blocked for room: only then is there anyone to notify
         self._shutdown = False
 
     @property
@@ -111,19 +118,13 @@ class BoundedExecutor(Executor):
         return self._max_queue
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        check_callable("fn", fn)
-        with self._room:
+        if not callable(fn):
+            check_callable("fn", fn)
+        with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot submit to a BoundedExecutor after shutdown")
             if self._pending >= self._max_queue:
-                if self._policy == "reject":
-                    raise QueueFullError(f"{self._pending} items wait to start (max_queue={self._max_queue})")
-                wait = None if self._policy == "block" else self._timeout
-                room = self._room.wait_for(lambda: self._shutdown or self._pending < self._max_queue, wait)
-                if self._shutdown:
-                    raise RuntimeError("the BoundedExecutor was shut down while submit waited for room")
-                if not room:
-                    raise QueueFullError(f"no room in {self._timeout} s (max_queue={self._max_queue})")
+                self._wait_for_room()
             self._pending += 1
         slot = _Slot(self)
         try:
@@ -134,8 +135,23 @@ class BoundedExecutor(Executor):
         future.add_done_callback(slot.give_back)
         return future
 
+    def _wait_for_room(self) -> None:
+        """Called with the lock held and the queue full: apply the policy."""
+        if self._policy == "reject":
+            raise QueueFullError(f"{self._pending} items wait to start (max_queue={self._max_queue})")
+        wait = None if self._policy == "block" else self._timeout
+        self._waiting += 1
+        try:
+            room = self._room.wait_for(lambda: self._shutdown or self._pending < self._max_queue, wait)
+        finally:
+            self._waiting -= 1
+        if self._shutdown:
+            raise RuntimeError("the BoundedExecutor was shut down while submit waited for room")
+        if not room:
+            raise QueueFullError(f"no room in {self._timeout} s (max_queue={self._max_queue})")
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._room:
+        with self._lock:
             self._shutdown = True
             self._room.notify_all()
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
