@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_memoize.py
 	$(BIN)/python bench/bench_state.py
 	$(BIN)/python bench/bench_queues.py
+	$(BIN)/python bench/bench_remote.py
+	$(BIN)/python bench/bench_testing.py
 
 clean:
 	rm -rf _build
