@@ -7,6 +7,8 @@ Counts and bounds only, never timings. The concurrency tests make the memoized f
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextvars
 import copy
 import functools
 import gc
@@ -15,6 +17,7 @@ import math
 import pickle
 import threading
 import time
+import traceback
 import weakref
 from collections import Counter
 
@@ -384,6 +387,233 @@ def test_names_that_clash_with_the_generated_code_still_work():
     assert f.cache_info()[:2] == (1, 1)
 
 
+class HashCounter:
+    """A key that counts its ``__hash__`` calls, as in CPython's ``test_lru_hash_only_once``."""
+
+    def __init__(self, value, hash_value=None) -> None:
+        self.value = value
+        self.hash_value = hash(value) if hash_value is None else hash_value
+        self.hashes = 0
+
+    def __hash__(self) -> int:
+        self.hashes += 1
+        return self.hash_value
+
+    def __eq__(self, other):
+        return isinstance(other, HashCounter) and other.value == self.value
+
+    def __repr__(self) -> str:
+        return f"HashCounter({self.value!r})"
+
+
+def _hash_once_subject(kind):
+    """A memoized function of one kind of wrapper (maxsize=1), and how to call it with a key."""
+    if kind == "method":
+
+        class Holder:
+            @memoize(maxsize=1)
+            def get(self, x):
+                return 1
+
+        m = Holder().get
+        return m, m
+    one = memoize(maxsize=1)
+    made = {
+        "one parameter": (one(lambda x: 1), lambda m, k: m(k)),
+        "two parameters": (one(lambda x, y: 1), lambda m, k: m(k, 1)),
+        "keyword-only": (one(lambda x, *, y: 1), lambda m, k: m(1, y=k)),
+        "typed": (memoize(maxsize=1, typed=True)(lambda x, y: 1), lambda m, k: m(k, 1)),
+        "generic": (one(lambda *a, **kw: 1), lambda m, k: m(k, y=1)),
+        "ttl": (memoize(maxsize=1, ttl=60, clock=FakeClock())(lambda x: 1), lambda m, k: m(k)),
+    }
+    m, call = made[kind]
+    return m, functools.partial(call, m)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["one parameter", "two parameters", "keyword-only", "typed", "generic", "ttl", "method"],
+)
+def test_a_key_is_hashed_once_per_call_and_never_on_eviction(kind):
+    # issue 10: CPython's test_lru_hash_only_once. memoize hashed a key 7 times on a miss and 3
+    # more times when it was evicted (functools: once per call, never on eviction).
+    m, f = _hash_once_subject(kind)
+    key = HashCounter(5)
+    assert f(key) == 1
+    assert key.hashes == 1  # a miss: one hash
+    assert f(key) == 1
+    assert key.hashes == 2  # a hit: one more
+    other = HashCounter(6)
+    assert f(other) == 1
+    assert key.hashes == 2 and other.hashes == 1  # evicting `key`: no hash of it
+    assert f(key) == 1
+    assert key.hashes == 3 and other.hashes == 1  # evicting `other` in turn
+    info = m.cache_info()
+    assert (info.hits, info.misses, info.currsize) == (1, 3, 1)
+
+
+def test_keys_with_equal_hashes_are_kept_apart():
+    # Keys are found by their hash, then compared: unequal keys sharing a hash are both kept.
+    m = memoize(maxsize=4)(lambda x: repr(x))
+    assert hash(-1) == hash(-2)
+    a, b, c = HashCounter("a", 7), HashCounter("b", 7), HashCounter("c", 7)
+    for _ in range(3):
+        assert [m(-1), m(-2), m(a), m(b)] == ["-1", "-2", "HashCounter('a')", "HashCounter('b')"]
+    assert m.cache_info() == (8, 4, 4, 4)
+    assert m(c) == "HashCounter('c')"  # evicts one of them
+    assert m.cache_info().currsize == 4
+    for _ in range(2):
+        assert [m(-1), m(-2), m(a), m(b), m(c)] == [
+            "-1", "-2", "HashCounter('a')", "HashCounter('b')", "HashCounter('c')"
+        ]
+    assert m.cache_info().currsize == 4
+
+
+def test_a_wrapper_given_scalars_then_objects_hashes_each_once_after_the_switch():
+    # A wrapper whose first miss is an int runs its plain code (no check); the first object key
+    # switches it back to its checked code for good: that one call hashes its key twice.
+    m = memoize(maxsize=2)(lambda x: repr(x))
+    plain_code = m.__code__
+    assert m(1) == "1" and m.__code__ is not plain_code  # now the plain code
+    key = HashCounter("k")
+    assert m(key) == "HashCounter('k')" and key.hashes == 2  # the switch, once
+    checked_code = m.__code__
+    assert m(key) == "HashCounter('k')" and key.hashes == 3  # then once per call
+    other = HashCounter("o")
+    assert m(other) == "HashCounter('o')" and m(2) == "2"  # evicts key (and 1)
+    assert key.hashes == 3 and other.hashes == 1
+    assert m(1) == "1" and m.__code__ is checked_code  # for good
+    assert m.cache_info().currsize == 2
+
+
+def test_a_raw_key_never_matches_a_hashed_slot():
+    # A lone argument that is not plain has the slot (marker, hash): no argument, not even the
+    # tuple (marker-less) of that hash, finds its entry; nor does an int equal to the hash.
+    m = memoize(lambda x: ("value of", x))
+    a = HashCounter("a", 5)
+    assert m(a) == ("value of", a)
+    for other in (5, (5,), (5, 5)):
+        assert m(other) == ("value of", other)
+    assert m(5.0) == ("value of", 5)  # equal to 5: the same entry, as ever
+    assert m(a) == ("value of", a) and m.cache_info() == (2, 4, 128, 4)
+    pairs = memoize(lambda x, y: (x, y))
+    assert pairs(a, 1) == (a, 1)
+    assert pairs(hash((a, 1)), 1) == (hash((a, 1)), 1)  # the slot of (a, 1) is an int
+    assert pairs(a, 1) == (a, 1) and pairs.cache_info() == (1, 2, 128, 2)
+
+
+def test_defaults_the_caller_leaves_out_are_not_part_of_the_key():
+    # issue 10: a list default made every call that left it out fail as "unhashable arguments",
+    # where functools.lru_cache works (it keys only the arguments passed).
+    got = []
+
+    @memoize
+    def g(x, cols=["a", "b"]):  # noqa: B006  # the point of the test
+        got.append(cols)
+        return (x, len(cols))
+
+    assert g(1) == (1, 2) and g(1) == (1, 2) and g(x=1) == (1, 2)
+    assert g.cache_info()[:2] == (2, 1)
+    assert got == [["a", "b"]] and got[0] is g.__wrapped__.__defaults__[0]  # its own default
+    with pytest.raises(TypeError, match="cannot be used as a cache key"):
+        g(1, cols=["a", "b"])  # passed, a list is unhashable: as with functools
+    assert g(1, ("a",)) == (1, 1)  # a tuple passed is a key like any other
+
+    @memoize
+    def h(a, b={}, /, c=2, *, d=[3], e=4):  # noqa: B006
+        return (a, b, c, d, e)
+
+    assert h(1) == h(1, c=2) == h(1, e=4) == (1, {}, 2, [3], 4)  # constants still share
+    assert h.cache_info()[:2] == (2, 1)
+    assert h(1, d=(5,)) == (1, {}, 2, (5,), 4)
+
+    class Table:
+        @memoize
+        def select(self, where, cols=["*"]):  # noqa: B006
+            return (where, cols)
+
+    t = Table()
+    assert t.select("x") == t.select("x") == ("x", ["*"])
+    assert t.select.cache_info()[:2] == (1, 1)
+    assert inspect.signature(g) == inspect.signature(g.__wrapped__)
+    assert str(inspect.signature(t.select)) == "(where, cols=['*'])"
+
+
+def test_an_object_default_is_not_hashed_when_left_out():
+    # A default that is not a plain constant (a config object, an enum) is hashable but may
+    # hash slowly: like functools, a call that leaves it out does not hash it, and a call that
+    # passes it is a different entry.
+    config = HashCounter("config")
+    m = memoize(lambda x, cfg=config: (x, cfg.value))
+    assert m(1) == m(1) == m(x=1) == (1, "config")
+    assert config.hashes == 0 and m.cache_info()[:2] == (2, 1)
+    assert m(1, config) == (1, "config")
+    assert config.hashes == 1 and m.cache_info()[:2] == (2, 2)
+
+
+@pytest.mark.parametrize("name", ["len", "hash", "id", "type"])
+def test_a_memoized_builtin_can_replace_that_builtin(name):
+    # issue 10: memoize(len) installed as builtins.len recursed forever: the key code, the
+    # store and the method table called len() (hash(), id(), type()) at call time.
+    original = getattr(builtins, name)
+    fast = memoize(maxsize=2)(original)
+
+    class Box:
+        @memoize(maxsize=2)
+        def get(self, x, y=1):
+            return (x, y)
+
+    box = Box()
+    plain = memoize(maxsize=2)(lambda x, y=1: (x, y))
+    generic = memoize(maxsize=2)(lambda *args, **kwargs: args)
+    timed = memoize(maxsize=2, ttl=60)(lambda x: x)
+    results = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(builtins, name, fast)
+        for x in (1, 2, 3, 1, 1, "abc"):
+            results.append(
+                (fast("abc"), box.get(x), Box().get(x), plain(x), generic(x, k=1), timed(x))
+            )
+    abc = ("abc", 1)
+    assert results[-1] == (original("abc"), abc, abc, abc, ("abc",), "abc")
+    assert fast.cache_info().hits >= 5
+
+
+def test_a_type_error_from_the_store_is_not_blamed_on_the_arguments():
+    # issue 10: any TypeError from a cache= store's get() was reported as "the arguments cannot
+    # be used as a cache key"; only a TypeError from hashing the key is that.
+    class Picky(DictStore):
+        def get(self, key, default=None):
+            raise TypeError("the store's own bug")
+
+    m = memoize(cache=Picky())(lambda x: x)
+    with pytest.raises(TypeError, match="^the store's own bug$"):
+        m(1)
+    with pytest.raises(TypeError, match=r"cannot be used as a cache key \(unhashable type"):
+        m([1])  # the arguments are at fault: said so, even though the store failed first
+    m2 = memoize(cache=DictStore())(lambda x, y: x)
+    with pytest.raises(TypeError, match="cannot be used as a cache key"):
+        m2([1], 2)
+
+    def broken_key(x):
+        raise TypeError("the key function's own bug")
+
+    with pytest.raises(TypeError, match="^the key function's own bug$"):
+        memoize(key=broken_key)(lambda x: x)(1)
+
+    class Touchy:
+        def __hash__(self):
+            return 1
+
+        def __eq__(self, other):
+            raise TypeError("cannot compare")
+
+    t = memoize(lambda x: 1)
+    assert t(Touchy()) == 1
+    with pytest.raises(TypeError, match="^cannot compare$"):
+        t(Touchy())  # a key's own __eq__ failing is not "unhashable" either
+
+
 # --------------------------------------------------------------------------------------------
 # The bound: eviction and expiry
 
@@ -593,7 +823,8 @@ def test_each_instance_has_its_own_cache():
     assert b.price.cache_info() == (0, 1, 16, 1)
     assert Service.price(a, "x") == (id(a), "x", 1)  # the unbound call uses a's cache
     assert a.calls == 1
-    assert a.price is a.price  # one memoized function per instance
+    assert a.price == a.price and a.price.__func__ is a.price.__func__  # one per instance
+    assert a.price.__self__ is a and a.price.cache_info is not b.price.cache_info
     assert a.price.__name__ == "price" and a.price.__doc__ == "The price."
     assert list(inspect.signature(a.price).parameters) == ["item", "qty"]
 
@@ -718,15 +949,86 @@ def test_unhashable_instances_work():
     assert a.value(1) != b.value(1)  # equal instances still get their own caches
 
 
-def test_a_kept_bound_method_outliving_its_instance_says_so():
-    s = Service()
-    bound = s.price
-    bound("x")
-    del s
-    gc.collect()
-    assert bound("x")[1:] == ("x", 1)  # cached results stay readable
-    with pytest.raises(ReferenceError, match="collected"):
-        bound("y")
+def test_a_method_on_a_temporary_instance_works():
+    # issue 10: in `Parser("a b").words()` nothing else holds the instance, which was freed
+    # between the attribute lookup and the call: the miss raised ReferenceError (lru_cache works).
+    class Parser:
+        def __init__(self, text):
+            self.text = text
+
+        @memoize
+        def words(self):
+            return self.text.split()
+
+        @memoize
+        def count(self, *extra, **options):  # the generic wrapper
+            return len(self.text.split()) + len(extra)
+
+        @memoize(cache=DictStore())  # one store shared by the instances
+        def first(self, n=1):
+            return self.text.split()[:n]
+
+        @memoize(ttl=60)
+        def last(self, n=1):
+            return self.text.split()[-n:]
+
+        @memoize
+        async def awords(self):
+            await asyncio.sleep(0)
+            return self.text.split()
+
+        @property
+        @memoize
+        def size(self):
+            return len(self.text)
+
+    gc.disable()  # freed by reference counting alone, at once
+    try:
+        # (not inside `assert`, where pytest would keep the temporary for its report)
+        got = [
+            Parser("a b").words(),
+            Parser("a b c").count(1),
+            Parser("a b").first(),
+            Parser("a b").last(),
+            asyncio.run(Parser("x y").awords()),
+            Parser("xyz").size,
+            Parser.words(Parser("u v")),
+        ]
+        assert got == [["a", "b"], 4, ["a"], ["b"], ["x", "y"], 3, ["u", "v"]]
+        assert Parser.words.cache_info() == (0, 0, 128, 0)  # each cache went with its instance
+    finally:
+        gc.enable()
+
+
+def test_the_instance_is_held_for_the_call_only():
+    # The bound method holds its instance, like any bound method; the caches never do. So the
+    # instance lives as long as the call (or a kept bound method), and not a moment longer.
+    refs = []
+
+    class Parser:
+        def __init__(self, text):
+            self.text = text
+            refs.append(weakref.ref(self))
+
+        @memoize
+        def words(self):
+            return self.text.split()
+
+    gc.disable()  # reference counting alone
+    try:
+        got = Parser("p q").words()  # (not inside `assert`, which keeps the temporary)
+        assert got == ["p", "q"] and refs[-1]() is None  # freed as soon as the call returned
+        kept = Parser("r s")
+        words = kept.words
+        del kept
+        assert refs[-1]() is not None  # held by the bound method
+        assert words() == ["r", "s"] and words() == ["r", "s"]
+        assert words.cache_info()[:2] == (1, 1)
+        del words
+        assert refs[-1]() is None  # the bound method dropped: freed, and its cache with it
+        assert Parser.words.cache_info() == (0, 0, 128, 0)
+    finally:
+        gc.enable()
 
 
 def test_a_result_that_refers_to_its_instance_is_released_by_cache_clear():
@@ -973,6 +1275,64 @@ def test_recursion_on_the_same_key_calls_through():
     assert again("k") == 3 and depth == ["k", "k", "k"]
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_cycle_across_threads_does_not_deadlock(n):
+    # issue 10: thread A's f(1) needs f(2) while thread B's f(2) needs f(1). Each waited for the
+    # other's call forever (lru_cache returns). Now the thread that would close the cycle calls
+    # the function itself.
+    all_inside = threading.Barrier(n, timeout=5)
+    inside = threading.local()
+
+    @memoize
+    def f(x):
+        if not getattr(inside, "busy", False):
+            inside.busy = True
+            all_inside.wait()  # every thread is computing its own key
+            f(x % n + 1)  # ... and needs the next thread's: a cycle through all of them
+        return x * 10
+
+    results: list = [None] * n
+
+    def work(i):
+        results[i] = f(i + 1)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads), "deadlocked"
+    assert results == [10 * (i + 1) for i in range(n)]
+    assert [f(i + 1) for i in range(n)] == results and f.cache_info().currsize == n
+
+
+def test_each_waiter_gets_its_own_exception_and_traceback():
+    # issue 10: the threads waiting for one failing call all raised the same exception object,
+    # whose traceback grew with each of them (8 waiters: 40 frames).
+    class BackendDown(RuntimeError):
+        pass
+
+    calls = []
+
+    @memoize
+    def failing(x):
+        calls.append(x)
+        time.sleep(SLOW)
+        raise BackendDown("backend down", 503) from KeyError("node-3")
+
+    _, errors = _run_together(lambda i: failing("k"))
+    assert calls == ["k"]
+    assert all(type(e) is BackendDown and e.args == ("backend down", 503) for e in errors)
+    assert all(isinstance(e.__cause__, KeyError) for e in errors)
+    assert len({id(e) for e in errors}) == N_WORKERS  # one each
+    frames = [traceback.extract_tb(e.__traceback__) for e in errors]
+    assert all(f[-1].name == "failing" for f in frames)  # down to where it was raised
+    lengths = sorted(len(f) for f in frames)
+    assert lengths[-1] <= 10, lengths  # bounded
+    assert len(set(lengths[1:])) == 1, lengths  # the same for every waiter (the caller: fewer)
+    assert failing.cache_info().currsize == 0
+
+
 def test_method_threads_share_one_call_per_instance():
     class Client:
         def __init__(self):
@@ -1095,6 +1455,31 @@ def test_a_failure_nobody_awaits_is_not_reported_as_unretrieved():
     gc.collect()
     assert reported == []
     assert failing.cache_info().currsize == 0
+
+
+def test_a_cycle_across_tasks_does_not_deadlock():
+    # The task computing f(1) awaits f(2) while the task computing f(2) awaits f(1): each waited
+    # for the other forever. As with threads, the task that would close the cycle calls through.
+    busy = contextvars.ContextVar("busy", default=False)
+
+    async def main():
+        arrived: list = []
+        all_inside = asyncio.Event()
+
+        @memoize
+        async def f(x):
+            if not busy.get():
+                busy.set(True)
+                arrived.append(x)
+                if len(arrived) == 2:
+                    all_inside.set()
+                await all_inside.wait()
+                await f(3 - x)
+            return x * 10
+
+        return await asyncio.wait_for(asyncio.gather(f(1), f(2)), timeout=5)
+
+    assert asyncio.run(main()) == [10, 20]
 
 
 def test_async_recursion_and_ttl():

@@ -12,10 +12,12 @@ the chapter's fix, ``memoize``:
   ``LimitableMap`` or ``LRUCache``, as the source chapter suggests ("memoize plus a limited cache").
 - **Safe on methods.** Each instance gets its own cache, held in a table on the class attribute
   that refers to the instance only through a *weak* reference, so an instance is collected as if
-  it were never memoized (where ``lru_cache`` keeps every ``self`` in its keys).
+  it were never memoized (where ``lru_cache`` keeps every ``self`` in its keys). ``obj.method``
+  is a bound method, which holds ``obj`` like any other: for the call, and no longer.
 - **One call per key at a time.** Threads (or asyncio tasks) that miss the same key while it is
-  being computed wait for that one call instead of each running the function. Exceptions are
-  never cached. On an ``async def`` the awaited result is cached, never the coroutine.
+  being computed wait for that one call instead of each running the function, unless waiting
+  would close a cycle (a deadlock): then they call it, as the plain function would. Exceptions
+  are never cached. On an ``async def`` the awaited result is cached, never the coroutine.
 
 >>> @memoize(maxsize=2)
 ... def square(x):
@@ -25,14 +27,36 @@ the chapter's fix, ``memoize``:
 
 How the built-in store works, and why a hit is fast
 ---------------------------------------------------
-Each result lives in a small list ``[value, hits, mark, expires, key]`` in one plain ``dict``. A
-hit is one dict subscript, an optional deadline check and ``entry[1] += 1``, without any lock: that
-increment is both the hit counter (``cache_info`` sums it) and the recency signal. Everything else
-(misses, insertion, eviction, expiry, ``cache_clear``) happens under one lock. Eviction is CLOCK,
-also called "second chance", the classic approximation of least-recently-used: entries wait in
-insertion order in a ``deque``; when room is needed, the oldest entry is evicted unless it was hit
-since the hand last passed, in which case it is marked and moved to the back. Expired entries go
-first. Each step is O(1) amortized, and no hit ever has to reorder anything.
+Each result lives in a small list ``[value, hits, mark, expires, key, slot, next]`` in one plain
+``dict``, keyed by the entry's *slot*. A hit is one dict subscript, an optional deadline check and
+``entry[1] += 1``, without any lock: that increment is both the hit counter (``cache_info`` sums
+it) and the recency signal. Everything else (misses, insertion, eviction, expiry,
+``cache_clear``) happens under one lock. Eviction is CLOCK, also called "second chance", the
+classic approximation of least-recently-used: entries wait in insertion order in a ``deque``;
+when room is needed, the oldest entry is evicted unless it was hit since the hand last passed, in
+which case it is marked and moved to the back. Expired entries go first. Each step is O(1)
+amortized, and no hit ever has to reorder anything.
+
+Hashing once
+------------
+Like ``functools.lru_cache``, a call hashes its key once, and an eviction not at all: a key's
+``__hash__`` may be slow, and a dict calls it on every lookup, insertion and deletion. Hence the
+*slots*. A *plain* key, whose hashing runs no Python code (a lone argument of a builtin scalar
+type: int, float, complex, bool, str, bytes, None; or a tuple of arguments that all are), is its
+own slot: the dict rehashes it at no visible cost. Any other key is found by its hash, computed
+once by the call and reused by the miss and the eviction: a tuple of arguments has its hash as
+slot, a lone argument the pair ``(marker, hash)``, which no argument can equal; a hit then
+compares the entry's key with the call's. Unequal keys with equal hashes share a slot, chained
+through ``next`` (only the first of a chain is found without the lock). So ``f(Fraction(3))``
+and ``f(3)`` are two entries, as with ``functools.lru_cache``, though equal.
+
+Telling a plain key costs a type check per argument (a sixth of a hit, for one); so each wrapper
+has two codes, and adapts, as the interpreter's own specializing does: it runs its *checked* code
+(which finds each key's slot) until its first miss; if that key was plain, it switches to its
+*plain* code (the dict subscript alone, no check) until a key that is not plain comes, which then
+switches it back to the checked code for good (that call hashes its key twice, once). A wrapper
+that is only ever given ints and str runs as fast as if there were no slots; one given objects
+hashes each exactly once per call.
 
 The hit path is safe without the lock on both kinds of CPython build: it only reads the dict and
 an entry, and writes one item of the entry; with the GIL each of these is one C-level operation,
@@ -46,13 +70,19 @@ To reach half the speed of the C ``functools.lru_cache`` from Python, the wrappe
 with the memoized function's own parameters (``def fib(n)`` rather than ``def fib(*args,
 **kwargs)``): packing ``*args`` and ``**kwargs`` alone costs more than the rest of a hit. Its key
 is the argument itself for one parameter and the tuple of the arguments otherwise, so ``f(1)``,
-``f(x=1)`` and ``f(1, y=<default>)`` share one entry. Functions with ``*args`` or ``**kwargs``,
-and every ``key=``, use a generic wrapper and a key built like ``functools.lru_cache``'s.
+``f(x=1)`` and ``f(1, y=2)`` share one entry when 2 is ``y``'s default. Only a default that is a
+plain constant (None, a bool, a number, a str or bytes, or a tuple of these) is keyed by its
+value, though: any other default (a list, a dict, an object) is left out of the key when the
+caller leaves it out, so it is never hashed (it may be unhashable, or slow to hash), and, as with
+``functools.lru_cache``, ``g(1)`` and ``g(1, cols=<that default>)`` are then two entries.
+Functions with ``*args`` or ``**kwargs``, and every ``key=``, use a generic wrapper and a key
+built like ``functools.lru_cache``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import inspect
 import itertools
@@ -90,10 +120,41 @@ class _DefaultMaxsize(int):
 
 _DEFAULT_MAXSIZE: int = _DefaultMaxsize(128)
 _NOTHING: Any = object()  # "no cached value"; never stored
+_CYCLE: Any = object()  # "waiting for that call would deadlock"
+_UNKNOWN: Any = object()  # "the miss finds the key's slot" (from the plain code of a wrapper)
+_HASHED: Any = object()  # in the slot of a lone argument found by its hash: (_HASHED, hash)
 _KWD_MARK = (object(),)  # separates positional from keyword arguments in a generic key
-_FAST_TYPES = frozenset({int, str})  # a lone argument of these types is its own key
-# Layout of an entry of the built-in store.
-_VALUE, _HITS, _MARK, _EXPIRES, _KEY = range(5)
+_FAST_TYPES = frozenset({int, str})  # a lone argument of these types is its own generic key
+# The builtin scalars, whose hash and equality run no Python code: a key of one of these types,
+# or a tuple of them, is its own slot in the built-in store (see "Hashing once" in the module's
+# docstring), and a default of one of these types (or a tuple or frozenset of them) is keyed by
+# its value.
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+# Layout of an entry of the built-in store; its slot is _GONE once it has left the store.
+_VALUE, _HITS, _MARK, _EXPIRES, _KEY, _SLOT, _NEXT = range(7)
+_GONE: Any = object()
+
+# The builtins that memoized calls use, bound once: a memoized builtin installed in place of
+# the builtin itself (``builtins.len = memoize(len)``) must not be called back by memoize.
+_hash, _id, _len, _next, _tuple, _type = hash, id, len, next, tuple, type
+_get_ident = threading.get_ident
+_MethodType = types.MethodType
+
+
+class _DefaultMarker:
+    """What a key holds in place of a default the caller left out (when that default is not a
+    plain constant); one object, which pickles by reference."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+    def __reduce__(self) -> str:
+        return "_DEFAULT"
+
+
+_DEFAULT = _DefaultMarker()
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,12 +207,21 @@ def _make_key(args: tuple[Any, ...], kwds: dict[str, Any], typed: bool) -> Hasha
         for item in kwds.items():
             key += item
     if typed:
-        key += tuple([type(v) for v in args])
+        key += _tuple([_type(v) for v in args])
         if kwds:
-            key += tuple([type(v) for v in kwds.values()])
-    elif len(key) == 1 and type(key[0]) in _FAST_TYPES:
+            key += _tuple([_type(v) for v in kwds.values()])
+    elif _len(key) == 1 and _type(key[0]) in _FAST_TYPES:
         return key[0]  # type: ignore[no-any-return]  # an int or a str
     return key
+
+
+def _is_constant(value: object) -> bool:
+    """Whether a default is keyed by its value (see the module's docstring)."""
+    if type(value) in _SCALARS:
+        return True
+    if type(value) not in (tuple, frozenset):
+        return False
+    return all(_is_constant(item) for item in value)  # type: ignore[attr-defined]
 
 
 def _unhashable_error(qualname: str, custom_key: bool) -> Callable[[TypeError], TypeError]:
@@ -172,6 +242,21 @@ def _unhashable_error(qualname: str, custom_key: bool) -> Callable[[TypeError], 
     return unhashable
 
 
+def _store_error_check(unhashable: Callable[[TypeError], TypeError]) -> Callable[..., None]:
+    """Make the function that tells, after a TypeError from a lookup (a ``cache=`` store's
+    ``get``, or the subscript of a wrapper's plain code), whether the key is at fault (then it
+    raises the clear error) or not (then it returns, and the error of the store, or of a key's
+    ``__eq__``, propagates unchanged)."""
+
+    def check(key: Hashable) -> None:
+        try:
+            _hash(key)
+        except TypeError as exc:
+            raise unhashable(exc) from exc
+
+    return check
+
+
 # --------------------------------------------------------------------------------------------
 # The state behind one memoized callable (or behind one instance's memoized method)
 
@@ -179,11 +264,13 @@ def _unhashable_error(qualname: str, custom_key: bool) -> Callable[[TypeError], 
 class _Call:
     """One computation in flight, on which the threads that miss the same key wait."""
 
-    __slots__ = ("_done", "error", "thread", "value")
+    __slots__ = ("_done", "error", "key", "thread", "traceback", "value")
 
-    def __init__(self) -> None:
-        self.thread = threading.get_ident()
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.thread = _get_ident()
         self.error: BaseException | None = None
+        self.traceback: types.TracebackType | None = None
         self.value: Any = None
         self._done = threading.Lock()
         self._done.acquire()
@@ -194,17 +281,88 @@ class _Call:
 
     def set_exception(self, error: BaseException) -> None:
         self.error = error
+        self.traceback = error.__traceback__  # from the miss down to the raise, kept as it is now
         self._done.release()
 
     def result(self) -> Any:
-        with self._done:
-            pass
-        if self.error is not None:
+        """The call's value, or its exception (a copy per waiter); ``_CYCLE`` at once if waiting
+        would deadlock."""
+        if not _wait(self):
+            return _CYCLE
+        error = self.error
+        if error is not None:
             try:
-                raise self.error
+                raise _copy_error(error, self.traceback)
             finally:
-                self = None  # type: ignore[assignment]  # break the frame <-> traceback cycle
+                error = self = None  # type: ignore[assignment]  # no frame <-> traceback cycle
         return self.value
+
+
+# The call each thread is waiting for: the wait-for graph, which never gets a cycle (a thread
+# whose wait would close one calls the function instead; see _wait).
+_waiting: dict[int, _Call] = {}
+_waiting_lock = threading.Lock()
+
+
+def _wait(call: _Call) -> bool:
+    """Wait until ``call`` is done and return True; or return False at once if waiting would
+    deadlock: if ``call`` runs on this very thread (a recursion on its key), or its thread is
+    waiting, through other threads' calls, for a call of this one (thread A's ``f(1)`` needs
+    ``f(2)`` while thread B's ``f(2)`` needs ``f(1)``; any memoized functions, any length)."""
+    if call._done.acquire(blocking=False):  # already done
+        call._done.release()
+        return True
+    me = _get_ident()
+    with _waiting_lock:
+        thread = call.thread
+        while thread != me:
+            waited = _waiting.get(thread)
+            if waited is None:
+                break
+            thread = waited.thread
+        else:
+            return not call._done.locked()  # a cycle, unless that call has just ended
+        _waiting[me] = call
+    try:
+        with call._done:
+            pass
+    finally:
+        with _waiting_lock:
+            del _waiting[me]
+    return True
+
+
+def _copy_error(error: BaseException, tb: types.TracebackType | None) -> BaseException:
+    """A copy of ``error``, with the traceback ``tb``, for one of the threads that waited for the
+    call that raised it: raised by each of them, one shared object would collect all their
+    frames in its one ``__traceback__``. The copy is made the way pickling makes one (from the
+    type, ``args`` and attributes), with the same cause and context; an exception that cannot
+    be rebuilt so (its constructor wants other arguments) is shared, as it is."""
+    try:
+        copied = copy.copy(error)
+    except Exception:  # noqa: BLE001  # any failure to rebuild it: share it instead
+        copied = None
+    if _type(copied) is not _type(error):
+        return error.with_traceback(tb)
+    assert copied is not None
+    copied.__cause__ = error.__cause__
+    copied.__context__ = error.__context__
+    copied.__suppress_context__ = error.__suppress_context__
+    return copied.with_traceback(tb)
+
+
+# The memoized call's task that each task is awaiting: as _waiting, for asyncio tasks.
+_awaiting: dict[asyncio.Task[Any], asyncio.Task[Any]] = {}
+
+
+def _closes_a_cycle(task: asyncio.Task[Any], me: asyncio.Task[Any] | None) -> bool:
+    """Whether ``me`` awaiting ``task`` would deadlock (``task`` is, or awaits, ``me``)."""
+    current: asyncio.Task[Any] | None = task
+    while current is not None:
+        if current is me:
+            return True
+        current = _awaiting.get(current)
+    return False
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -213,123 +371,202 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+class _Adaptive:
+    """Which code a built-in store's wrapper runs, as its keys show (see "Hashing once" in the
+    module's docstring): its checked code until its first miss; then, if that key was plain, its
+    plain code, until a key that is not plain comes; then its checked code for good."""
+
+    __slots__ = ("checked", "plain", "slot_of", "state", "wrapper")
+
+    def __init__(
+        self,
+        wrapper: types.FunctionType,
+        plain: types.CodeType,
+        slot_of: Callable[[Hashable], Hashable],
+    ) -> None:
+        self.wrapper = weakref.ref(wrapper)  # (the wrapper refers to the memo that refers to this)
+        self.checked = wrapper.__code__
+        self.plain = plain
+        self.slot_of = slot_of
+        self.state = "undecided"
+
+    def adapt(self, plain: bool) -> None:
+        """After a miss, under the memo's lock: ``plain`` if its key was its own slot."""
+        state = self.state
+        if state == "checked" or (plain and state == "plain"):
+            return
+        self.state = "plain" if plain and state == "undecided" else "checked"
+        wrapper = self.wrapper()
+        if wrapper is not None:
+            wrapper.__code__ = self.plain if self.state == "plain" else self.checked
+
+
 class _Memo:
     """Misses, in-flight deduplication and statistics, around a store (see the subclasses).
 
     ``fn`` is the memoized function; a miss calls ``fn(*args, **kwds)``, where for a method
-    ``args`` starts with the instance (the generated wrapper puts it there, on misses only). A
-    subclass provides, all called under ``lock``: ``lookup(key)`` (the value, counting a hit, or
-    ``_NOTHING``) and ``store(key, value)`` (returning whatever left the store, to be released
-    once the lock is); and ``reader``, ``info()`` and ``clear()``.
+    ``args`` starts with the instance. A call comes with its key and the key's slot, found by the
+    wrapper (or ``_UNKNOWN``, from a wrapper's plain code: then by the miss), so that nothing here
+    hashes a key again (hashing a slot runs no Python code). A subclass provides, all
+    called under ``lock``: ``lookup(slot, key)`` (the value, counting a hit, or ``_NOTHING``) and
+    ``store(slot, key, value)`` (returning whatever left the store, to be released once the lock
+    is); and ``reader``, ``info()`` and ``clear()``.
     """
 
-    __slots__ = ("fn", "inflight", "lock", "misses")
+    __slots__ = ("adaptive", "fn", "inflight", "lock", "misses")
 
     def __init__(self, fn: Callable[..., Any], lock: Any) -> None:
         self.fn = fn
         self.lock = lock  # re-entrant: a key's __eq__ or a finalizer may call back in
-        # key -> _Call (threads) or asyncio.Task; made on the first miss, empty between misses.
+        self.adaptive: _Adaptive | None = None  # set by _Recipe.make for a built-in store
+        # slot -> _Call (threads) or (key, asyncio.Task); made on the first miss, empty between.
         self.inflight: dict[Hashable, Any] | None = None
         self.misses = 0
 
-    def lookup(self, key: Hashable) -> Any:
+    def lookup(self, slot: Hashable, key: Hashable) -> Any:
         raise NotImplementedError
 
-    def store(self, key: Hashable, value: Any) -> Any:
+    def store(self, slot: Hashable, key: Hashable, value: Any) -> Any:
         raise NotImplementedError
 
-    def _done(self, inflight: dict[Hashable, Any], key: Hashable) -> None:
-        """Take ``key``'s call out of ``inflight`` (under the lock); drop the dict once empty."""
-        del inflight[key]
+    def _done(self, inflight: dict[Hashable, Any], slot: Hashable) -> None:
+        """Take ``slot``'s call out of ``inflight`` (under the lock); drop the dict once empty."""
+        del inflight[slot]
         if not inflight and self.inflight is inflight:
             self.inflight = None  # an emptied dict keeps its table: per-instance caches add up
 
-    def miss(self, key: Hashable, args: tuple[Any, ...], kwds: dict[str, Any] | None) -> Any:
-        """Answer a call whose key the lock-free lookup did not find (sync functions)."""
+    def _call(self, args: tuple[Any, ...], kwds: dict[str, Any] | None) -> Any:
+        fn = self.fn
+        value = fn(*args, **kwds) if kwds else fn(*args)
+        if _type(value) is types.CoroutineType:
+            value.close()
+            raise TypeError(
+                f"{getattr(fn, '__qualname__', fn)}() returned a coroutine, which can be "
+                "awaited only once and must not be cached: define it with async def (or "
+                "mark it with inspect.markcoroutinefunction) so that memoize caches the "
+                "awaited result"
+            )
+        return value
+
+    def _call_and_store(
+        self, slot: Hashable, key: Hashable, args: tuple[Any, ...], kwds: dict[str, Any] | None
+    ) -> Any:
+        value = self._call(args, kwds)
         with self.lock:
-            value = self.lookup(key)  # stored since the lock-free lookup?
+            dropped = self.store(slot, key, value)
+        del dropped  # released outside the lock: finalizers may call back in
+        return value
+
+    def miss(
+        self, slot: Hashable, key: Hashable, args: tuple[Any, ...], kwds: dict[str, Any] | None
+    ) -> Any:
+        """Answer a call whose key the lock-free lookup did not find (sync functions)."""
+        adaptive = self.adaptive
+        if slot is _UNKNOWN:
+            slot = adaptive.slot_of(key)  # type: ignore[union-attr]
+        with self.lock:
+            if adaptive is not None:
+                adaptive.adapt(slot is key)
+            value = self.lookup(slot, key)  # stored since the lock-free lookup?
             if value is not _NOTHING:
                 return value
             self.misses += 1
             inflight = self.inflight
             if inflight is None:
                 inflight = self.inflight = {}
-            call = inflight.get(key)
+            call = inflight.get(slot)
             if call is None:
-                call = inflight[key] = _Call()
+                call = inflight[slot] = _Call(key)
                 owner = True
             else:
                 owner = False
-        fn = self.fn
         if not owner:
-            if call.thread == threading.get_ident():
-                # This thread is computing this very key further up its stack: waiting would
-                # deadlock, so recurse like the plain function would.
-                return fn(*args, **kwds) if kwds else fn(*args)
-            return call.result()
+            if not (call.key is key or call.key == key):
+                # Another key in the same slot (an equal hash) is being computed: compute this
+                # one apart.
+                return self._call_and_store(slot, key, args, kwds)
+            value = call.result()
+            if value is _CYCLE:
+                # Waiting would deadlock (this thread computes this key further up its stack, or
+                # a cycle across threads): call the function, as the plain function would.
+                return self._call(args, kwds)
+            return value
         try:
-            value = fn(*args, **kwds) if kwds else fn(*args)
-            if type(value) is types.CoroutineType:
-                value.close()
-                raise TypeError(
-                    f"{getattr(fn, '__qualname__', fn)}() returned a coroutine, which can be "
-                    "awaited only once and must not be cached: define it with async def (or "
-                    "mark it with inspect.markcoroutinefunction) so that memoize caches the "
-                    "awaited result"
-                )
+            value = self._call(args, kwds)
         except BaseException as exc:
             with self.lock:
-                self._done(inflight, key)
+                self._done(inflight, slot)
             call.set_exception(exc)  # the waiters raise it too; nothing is cached
             call = None  # the traceback keeps this frame alive: don't let it keep `call`
             raise
         try:
             with self.lock:
                 try:
-                    dropped = self.store(key, value)  # stored before the call leaves `inflight`
+                    dropped = self.store(slot, key, value)  # stored before leaving `inflight`
                 finally:
-                    self._done(inflight, key)
+                    self._done(inflight, slot)
         finally:
             call.set_result(value)  # even if a cache= object's set() raised
         del dropped  # released outside the lock: finalizers may call back in
         return value
 
-    async def amiss(self, key: Hashable, args: tuple[Any, ...], kwds: dict[str, Any] | None) -> Any:
+    async def amiss(
+        self, slot: Hashable, key: Hashable, args: tuple[Any, ...], kwds: dict[str, Any] | None
+    ) -> Any:
         """Answer a call whose key the lock-free lookup did not find (``async def`` functions).
 
         The first caller starts the call as a task; every caller awaits it through
         ``asyncio.shield``, so cancelling one caller never cancels the call the others wait for.
         """
         loop = asyncio.get_running_loop()
+        adaptive = self.adaptive
+        if slot is _UNKNOWN:
+            slot = adaptive.slot_of(key)  # type: ignore[union-attr]
         with self.lock:
-            value = self.lookup(key)
+            if adaptive is not None:
+                adaptive.adapt(slot is key)
+            value = self.lookup(slot, key)
             if value is not _NOTHING:
                 return value
             self.misses += 1
             inflight = self.inflight
             if inflight is None:
                 inflight = self.inflight = {}
-            task = inflight.get(key)
-            if task is None:
-                task = loop.create_task(self._run(key, args, kwds))
+            running = inflight.get(slot)
+            if running is None:
+                task = loop.create_task(self._run(slot, key, args, kwds))
                 task.add_done_callback(_retrieve)
-                inflight[key] = task
-        if task.get_loop() is not loop or task is asyncio.current_task():
+                inflight[slot] = running = (key, task)
+        shared_key, task = running
+        me = asyncio.current_task()
+        if (
+            task.get_loop() is not loop
+            or not (shared_key is key or shared_key == key)
+            or _closes_a_cycle(task, me)
+        ):
             # Running on another thread's event loop (a task cannot be awaited across loops),
-            # or a recursive call for this very key inside its own call: call it directly.
-            task = None
+            # another key in the same slot, or a wait that would deadlock (a recursive call
+            # for this very key inside its own call, or tasks awaiting each other's keys): call
+            # the function directly.
+            running = task = None
             fn = self.fn
             value = await (fn(*args, **kwds) if kwds else fn(*args))
             with self.lock:
-                dropped = self.store(key, value)
+                dropped = self.store(slot, key, value)
             del dropped
             return value
+        if me is not None:
+            _awaiting[me] = task
         try:
             return await asyncio.shield(task)
         finally:
-            task = None  # no frame <-> traceback cycle when the call raised
+            if me is not None:
+                del _awaiting[me]
+            running = task = None  # no frame <-> traceback cycle when the call raised
 
-    async def _run(self, key: Hashable, args: tuple[Any, ...], kwds: dict[str, Any] | None) -> Any:
+    async def _run(
+        self, slot: Hashable, key: Hashable, args: tuple[Any, ...], kwds: dict[str, Any] | None
+    ) -> Any:
         task = asyncio.current_task()
         inflight = self.inflight
         assert inflight is not None  # made by amiss() before this task
@@ -338,24 +575,30 @@ class _Memo:
             value = await (fn(*args, **kwds) if kwds else fn(*args))
         except BaseException:
             with self.lock:
-                if inflight.get(key) is task:
-                    self._done(inflight, key)
-            task = None
+                running = inflight.get(slot)
+                if running is not None and running[1] is task:
+                    self._done(inflight, slot)
+            running = task = None
             raise
         with self.lock:
             try:
-                dropped = self.store(key, value)
+                dropped = self.store(slot, key, value)
             finally:
-                if inflight.get(key) is task:
-                    self._done(inflight, key)
+                running = inflight.get(slot)
+                if running is not None and running[1] is task:
+                    self._done(inflight, slot)
         del dropped
         return value
 
 
 class _BoundedMemo(_Memo):
-    """The built-in store: at most ``maxsize`` entries, CLOCK eviction, optional ``ttl``."""
+    """The built-in store: at most ``maxsize`` entries, CLOCK eviction, optional ``ttl``.
 
-    __slots__ = ("_order", "_retired_hits", "clock", "data", "maxsize", "ttl")
+    ``data`` maps a key's slot to its entry, which links (``next``) to the next entry in the same
+    slot (keys with equal hashes); ``size`` counts the entries.
+    """
+
+    __slots__ = ("_order", "_retired_hits", "clock", "data", "maxsize", "size", "ttl")
 
     def __init__(
         self,
@@ -370,9 +613,10 @@ class _BoundedMemo(_Memo):
         self.ttl = ttl
         self.clock = clock
         self.data: dict[Hashable, list[Any]] = {}
+        self.size = 0
         # Entries in insertion order, the CLOCK hand at the left, made when first needed (a
-        # cache that never fills never needs it). It may hold stale entries (replaced or
-        # removed ones): they are skipped when met, and dropped by _compact().
+        # cache that never fills never needs it). It may hold entries that have left the store
+        # (their slot is _GONE): they are skipped when met, and dropped by _compact().
         self._order: deque[list[Any]] | None = None
         self._retired_hits = 0  # hits of entries no longer held
 
@@ -381,87 +625,114 @@ class _BoundedMemo(_Memo):
         """What the generated hit path reads: the dict itself (see _LOOKUP)."""
         return self.data
 
-    def lookup(self, key: Hashable) -> Any:
-        entry = self.data.get(key)
+    def _find(self, slot: Hashable, key: Hashable) -> list[Any] | None:
+        entry = self.data.get(slot)
+        while entry is not None and not (entry[_KEY] is key or entry[_KEY] == key):
+            entry = entry[_NEXT]
+        return entry
+
+    def _entries(self) -> list[list[Any]]:
+        """Every entry held, chains included (under the lock)."""
+        entries = []
+        for entry in self.data.values():
+            while entry is not None:
+                entries.append(entry)
+                entry = entry[_NEXT]
+        return entries
+
+    def lookup(self, slot: Hashable, key: Hashable) -> Any:
+        entry = self._find(slot, key)
         if entry is None or (self.ttl is not None and entry[_EXPIRES] <= self.clock()):
             return _NOTHING
         entry[_HITS] += 1
         return entry[_VALUE]
 
-    def store(self, key: Hashable, value: Any) -> list[list[Any]]:
+    def store(self, slot: Hashable, key: Hashable, value: Any) -> list[list[Any]]:
         data = self.data
         dropped: list[list[Any]] = []
         now = None
         if self.ttl is not None:
             now = self.clock()
             self._expire(now, dropped)
-        old = data.get(key)
+        old = self._find(slot, key)
         if old is not None:  # an expired entry being refreshed; its place in _order goes stale
-            self._retired_hits += old[_HITS]
+            self._remove(old)
             dropped.append(old)
         else:
-            while len(data) >= self.maxsize:
+            while self.size >= self.maxsize:
                 self._evict_one(now, dropped)
         expires = None if now is None else now + self.ttl  # type: ignore[operator]
-        entry = [value, 0, 0, expires, key]
-        data[key] = entry
+        entry = [value, 0, 0, expires, key, slot, data.get(slot)]  # first of its slot
+        data[slot] = entry
+        self.size += 1
         order = self._order
         if order is not None:
             order.append(entry)
-            if len(order) > 2 * len(data) + 16:
+            if _len(order) > 2 * self.size + 16:
                 self._compact()
         return dropped
+
+    def _remove(self, entry: list[Any]) -> None:
+        """Take a held entry out of ``data`` (by its slot: its key is not hashed again)."""
+        data = self.data
+        slot = entry[_SLOT]
+        first = data[slot]
+        if first is entry:
+            if entry[_NEXT] is None:
+                del data[slot]
+            else:
+                data[slot] = entry[_NEXT]
+        else:
+            while first[_NEXT] is not entry:
+                first = first[_NEXT]
+            first[_NEXT] = entry[_NEXT]
+        entry[_SLOT], entry[_NEXT] = _GONE, None  # no longer held
+        self.size -= 1
+        self._retired_hits += entry[_HITS]
 
     def _ordered(self) -> deque[list[Any]]:
         order = self._order
         if order is None:  # a dict keeps insertion order: the hand starts at its first entry
-            order = self._order = deque(self.data.values())
+            order = self._order = deque(self._entries())
         return order
 
     def _expire(self, now: float, dropped: list[list[Any]]) -> None:
         """Drop expired and stale entries from the hand's end, up to the first live one."""
-        data, order = self.data, self._ordered()
+        order = self._ordered()
         while order:
             entry = order[0]
-            key = entry[_KEY]
-            if data.get(key) is entry:
+            if entry[_SLOT] is not _GONE:
                 if entry[_EXPIRES] > now:
                     return
-                del data[key]
-                self._retired_hits += entry[_HITS]
+                self._remove(entry)
                 dropped.append(entry)
             order.popleft()
 
     def _evict_one(self, now: float | None, dropped: list[list[Any]]) -> None:
         """CLOCK: evict the oldest entry not hit since the hand last passed (expired: at once)."""
-        data, order = self.data, self._ordered()
+        order = self._ordered()
         while True:
             entry = order.popleft()
-            key = entry[_KEY]
-            if data.get(key) is not entry:  # stale
+            if entry[_SLOT] is _GONE:  # stale
                 continue
             hits = entry[_HITS]
             if hits != entry[_MARK] and (now is None or entry[_EXPIRES] > now):
                 entry[_MARK] = hits  # a second chance
                 order.append(entry)
                 continue
-            del data[key]
-            self._retired_hits += hits
+            self._remove(entry)
             dropped.append(entry)
             return
 
     def _compact(self) -> None:
         if self._order is not None:
-            data = self.data
-            self._order = deque(e for e in self._order if data.get(e[_KEY]) is e)
+            self._order = deque(e for e in self._order if e[_SLOT] is not _GONE)
 
     def _drop_expired(self) -> list[list[Any]]:
         now = self.clock()
-        data = self.data
-        expired = [e for e in data.values() if e[_EXPIRES] <= now]
+        expired = [e for e in self._entries() if e[_EXPIRES] <= now]
         for entry in expired:
-            del data[entry[_KEY]]
-            self._retired_hits += entry[_HITS]
+            self._remove(entry)
         if expired:
             self._compact()
         return expired
@@ -469,15 +740,16 @@ class _BoundedMemo(_Memo):
     def info(self) -> CacheInfo:
         with self.lock:
             dropped = self._drop_expired() if self.ttl is not None else None
-            hits = self._retired_hits + sum([e[_HITS] for e in self.data.values()])
-            info = CacheInfo(hits, self.misses, self.maxsize, len(self.data))
+            hits = self._retired_hits + sum([e[_HITS] for e in self._entries()])
+            info = CacheInfo(hits, self.misses, self.maxsize, self.size)
         del dropped
         return info
 
     def clear(self) -> None:
         with self.lock:
-            old = list(self.data.values())  # released after the lock: finalizers may call in
+            old = self._entries()  # released after the lock: finalizers may call back in
             self.data.clear()  # in place: the generated hit path holds self.data
+            self.size = 0
             self._order = None
             self._retired_hits = 0
             self.misses = 0
@@ -487,7 +759,8 @@ class _BoundedMemo(_Memo):
 class _ExternalMemo(_Memo):
     """A ``cache=`` object as the store. Its ``set`` is called under this memo's lock, so a
     store that tolerates reads concurrent with one writer (like ``LimitableMap``) may be shared
-    by threads; its ``get`` runs lock-free on the hit path."""
+    by threads; its ``get`` runs lock-free on the hit path. The store gets the keys themselves
+    (ints, str, tuples of the arguments), and hashes them as it needs."""
 
     __slots__ = ("cache", "hits")
 
@@ -501,13 +774,13 @@ class _ExternalMemo(_Memo):
         """What the generated hit path calls: the cache's ``get`` (see _LOOKUP)."""
         return self.cache.get  # type: ignore[no-any-return]
 
-    def lookup(self, key: Hashable) -> Any:
+    def lookup(self, slot: Hashable, key: Hashable) -> Any:
         value = self.cache.get(key, _NOTHING)
         if value is not _NOTHING:
             self.hits[0] += 1
         return value
 
-    def store(self, key: Hashable, value: Any) -> None:
+    def store(self, slot: Hashable, key: Hashable, value: Any) -> None:
         self.cache.set(key, value)
 
     def info(self) -> CacheInfo:
@@ -588,57 +861,137 @@ class _Options:
 
 
 # The hit path of one cache. `__cache` (the built-in store's dict, or a cache= object's bound
-# `get`), `__miss`, `__instance` (the weak reference to the instance of a method), `__hits` (the
-# hit counter of a cache= store) and `__token` (the number of an instance's cache, for a store
-# shared by instances) are cells, one set per cache; the other `__` names are globals shared by
-# all the caches of one memoized function. The built-in store is read with a
-# subscript rather than a call of `dict.get`, the cheapest lookup the interpreter has, and
-# without ttl the whole hit stays inside the `try` (an entry is a list: nothing there raises).
+# `get`), `__miss`, `__hits` (the hit counter of a cache= store) and `__token` (the number of an
+# instance's cache, for a store shared by instances) are cells, one set per cache; the other `__`
+# names are globals shared by all the caches of one memoized function. The factory makes the
+# wrapper twice over the same cells: with its _PLAIN code (the key is its own slot, looked up
+# with a subscript, the cheapest lookup the interpreter has) and with its _CHECKED code (the key's
+# slot is found first, hashing the key once if it is not plain); it returns the second, and the
+# code of the first, for _Adaptive. A cache= store has one code (its get hashes as it likes).
+# Only hashing is inside `except TypeError` (or checked by __check_key): any other TypeError (a
+# store's, a key's __eq__, a key= function's) propagates as it is.
 _WRAPPER_TEMPLATE = """\
-def __factory(__cache, __miss, __instance, __hits, __token):
+def __factory(__cache, __miss, __hits, __token):
     {async_}def {name}({params}):
-{prelude}        try:
-{lookup}        except TypeError as __exc:
-            raise __unhashable(__exc) from __exc
-{after}        return {await_}__miss({key}, {args}, {kwds})
-    return {name}
+{prelude}{plain}
+    __plain = {name}.__code__
+    {async_}def {name}({params}):
+{prelude}{checked}
+    return {name}, __plain
 """
-_LOOKUP = {
+_PLAIN = {
     "builtin": """\
+        try:
             __e = __cache[{key}]
-            __e[1] += 1
+            __e[1] = __e[1] + 1
             return __e[0]
-        except KeyError:
+        except __KeyError:
             pass
-""",
+        except __TypeError:
+            __check_key({key})  # raises the clear error if the key is unhashable
+            raise  # else a key's own __eq__ failed
+        return {await_}__miss(__UNKNOWN, {call})""",
     "builtin_ttl": """\
+        try:
             __e = __cache[{key}]
-        except KeyError:
+        except __KeyError:
             __e = None
-""",
-    "external": """\
-            __e = __cache({key}, __NOTHING)
-""",
-}
-_AFTER = {
-    "builtin": "",
-    "builtin_ttl": """\
+        except __TypeError:
+            __check_key({key})
+            raise
         if __e is not None and __e[3] > __clock():
-            __e[1] += 1
+            __e[1] = __e[1] + 1
             return __e[0]
-""",
+        return {await_}__miss(__UNKNOWN, {call})""",
+}
+_FIND_SLOT = """\
+        try:
+            __s = __slot_of({key})
+        except __TypeError as __exc:
+            raise __unhashable(__exc) from __exc
+"""
+# The same for a lone argument, with _slot_function's two usual cases inline.
+_FIND_LONE_SLOT = """\
+        __t = __type({key})
+        if __t in __SCALARS:
+            __s = {key}
+        else:
+            try:
+                __s = __slot_of({key}) if __t is __tuple else (__HASHED, __hash({key}))
+            except __TypeError as __exc:
+                raise __unhashable(__exc) from __exc
+"""
+_CHECKED = {
+    "builtin": """\
+        try:
+            __e = __cache[__s]
+        except __KeyError:
+            pass
+        else:
+            if __e[4] is {key} or __e[4] == {key}:
+                __e[1] = __e[1] + 1
+                return __e[0]
+        return {await_}__miss(__s, {call})""",
+    "builtin_ttl": """\
+        try:
+            __e = __cache[__s]
+        except __KeyError:
+            pass
+        else:
+            if (__e[4] is {key} or __e[4] == {key}) and __e[3] > __clock():
+                __e[1] = __e[1] + 1
+                return __e[0]
+        return {await_}__miss(__s, {call})""",
     "external": """\
+        try:
+            __e = __cache({key}, __NOTHING)
+        except __TypeError:
+            __check_key({key})  # raises the clear error if the key is unhashable
+            raise  # else the store's own error
         if __e is not __NOTHING:
             __hits[0] += 1
             return __e
-""",
+"""
+    + _FIND_SLOT  # for the miss's table of the calls in flight: the store gets the key itself
+    + """\
+        return {await_}__miss(__s, {call})""",
 }
+_PLAIN["external"] = _CHECKED["external"]
+
+
+def _is_plain(key: Hashable) -> bool:
+    """Whether hashing ``key`` runs no Python code: a builtin scalar, or a tuple of them (and, in
+    a typed key, of their types)."""
+    if _type(key) in _SCALARS:
+        return True
+    if _type(key) is not tuple:
+        return False
+    for item in key:  # type: ignore[attr-defined]
+        kind = _type(item)
+        if kind not in _SCALARS and not (kind is type and item in _SCALARS):
+            return False
+    return True
+
+
+def _slot_function(lone: bool) -> Callable[[Hashable], Hashable]:
+    """The function that gives a key its slot (see "Hashing once" in the module's docstring):
+    ``lone`` for a wrapper whose key may be a lone argument (or a generic key), whose slot then
+    holds a marker besides the hash, else (a tuple of arguments) the hash alone."""
+
+    def slot_of(key: Hashable) -> Hashable:
+        if _is_plain(key):
+            return key
+        return (_HASHED, _hash(key)) if lone else _hash(key)
+
+    return slot_of
 
 
 class _Plan:
-    """How to write a wrapper: its parameters, its key, and how a miss passes the arguments."""
+    """How to write a wrapper: its parameters, its key (a parameter's name, or ``__k`` built by
+    ``prelude``) and whether that may be a ``lone`` argument (see _slot_function), and how a miss
+    passes the arguments."""
 
-    __slots__ = ("args", "defaults", "key", "kwds", "params", "prelude")
+    __slots__ = ("args", "defaults", "key", "kwds", "lone", "params", "prelude")
 
     def __init__(
         self,
@@ -647,26 +1000,28 @@ class _Plan:
         args: str,
         kwds: str,
         defaults: tuple[Any, ...],
-        prelude: str = "",
+        prelude: str,
+        lone: bool,
     ) -> None:
         self.params, self.key, self.args, self.kwds = params, key, args, kwds
-        self.defaults, self.prelude = defaults, prelude
+        self.defaults, self.prelude, self.lone = defaults, prelude, lone
 
 
 def _generic_plan(options: _Options, method: bool) -> _Plan:
     if options.key is not None:
-        key = "__key(*__args, **__kwds)"
+        key = "__key(*__args, **__kwds)"  # outside the try: a TypeError in key= is its own
     else:
         key = f"__make_key(__args, __kwds, {options.typed})"
-    args = "(__alive(__instance), *__args)" if method else "__args"
     if method and options.cache is not None:
         key = f"(__token, {key})"  # one cache= store shared by the instances: keep them apart
-    return _Plan("*__args, **__kwds", "__k", args, "__kwds", (), f"        __k = {key}\n")
+    params = "__self, *__args, **__kwds" if method else "*__args, **__kwds"
+    args = "(__self, *__args)" if method else "__args"
+    return _Plan(params, "__k", args, "__kwds", (), f"        __k = {key}\n", lone=True)
 
 
 def _plan(fn: Callable[..., Any], options: _Options, method: bool) -> _Plan:
-    """A wrapper with ``fn``'s own parameters (less ``self`` for a method) if possible, else the
-    generic ``(*args, **kwargs)`` one.
+    """A wrapper with ``fn``'s own parameters (for a method, the instance first: the wrapper is
+    bound to it like any function) if possible, else the generic ``(*args, **kwargs)`` one.
 
     The parameters are read from the code object, which is how a call really binds (a
     ``__signature__`` attribute can say otherwise).
@@ -682,16 +1037,16 @@ def _plan(fn: Callable[..., Any], options: _Options, method: bool) -> _Plan:
         return _generic_plan(options, method)
     n_positional, n_posonly = code.co_argcount, code.co_posonlyargcount
     names = list(code.co_varnames[: n_positional + code.co_kwonlyargcount])
-    if any(name.startswith("__") or name in ("TypeError", "KeyError") for name in names):
+    if any(name.startswith("__") for name in names):
         return _generic_plan(options, method)  # it would shadow a name the template uses
     positional_defaults = fn.__defaults__ or ()
     first_default = n_positional - len(positional_defaults)
     keyword_defaults = fn.__kwdefaults__ or {}
-    start = 1 if method else 0
     params: list[str] = []
     defaults: list[Any] = []
-    for index in range(start, len(names)):
-        name = names[index]
+    passed: dict[str, str] = {}  # what a miss passes for each parameter
+    for index, name in enumerate(names):
+        passed[name] = name
         if index == n_positional:
             params.append("*")  # the keyword-only parameters follow
         if index < n_positional:
@@ -700,16 +1055,18 @@ def _plan(fn: Callable[..., Any], options: _Options, method: bool) -> _Plan:
         else:
             has_default = name in keyword_defaults
             default = keyword_defaults.get(name)
-        if has_default:
-            params.append(f"{name}=__d{len(defaults)}")
-            defaults.append(default)
-        else:
+        if not has_default:
             params.append(name)
+        elif _is_constant(default):
+            params.append(f"{name}=__d{len(defaults)}")  # keyed by its value
+            defaults.append(default)
+        else:  # left out of the key when left out of the call (see the module's docstring)
+            params.append(f"{name}=__DEFAULT")
+            passed[name] = f"(__d{len(defaults)} if {name} is __DEFAULT else {name})"
+            defaults.append(default)
         if index == n_posonly - 1:
             params.append("/")
-    used = names[start:]
-    positional = names[start:n_positional]
-    keywords = names[n_positional:]
+    used = names[1:] if method else names
     if options.typed:
         key = "(" + ", ".join(used + [f"__type({name})" for name in used]) + ")"
     elif len(used) == 1:
@@ -718,10 +1075,15 @@ def _plan(fn: Callable[..., Any], options: _Options, method: bool) -> _Plan:
         key = "(" + "".join(f"{name}, " for name in used) + ")"
     if method and options.cache is not None:
         key = f"(__token, {key})"  # one cache= store shared by the instances: keep them apart
-    instance = "__alive(__instance), " if method else ""
-    args = "(" + instance + "".join(f"{name}, " for name in positional) + ")"
-    kwds = "{" + ", ".join(f"{name!r}: {name}" for name in keywords) + "}" if keywords else "None"
-    return _Plan(", ".join(params), key, args, kwds, tuple(defaults))
+    prelude = ""
+    if not key.isidentifier():
+        prelude, key = f"        __k = {key}\n", "__k"
+    args = "(" + "".join(f"{passed[name]}, " for name in names[:n_positional]) + ")"
+    keywords = names[n_positional:]
+    kwds = "None"
+    if keywords:
+        kwds = "{" + ", ".join(f"{name!r}: {passed[name]}" for name in keywords) + "}"
+    return _Plan(", ".join(params), key, args, kwds, tuple(defaults), prelude, not prelude)
 
 
 @functools.lru_cache(maxsize=256)
@@ -729,18 +1091,10 @@ def _compile(source: str) -> types.CodeType:
     return compile(source, "<leaklab.memoize wrapper>", "exec")
 
 
-def _alive(ref: weakref.ref[Any]) -> Any:
-    """The instance behind a method's cache, on a miss (the cache itself holds only ``ref``)."""
-    instance = ref()
-    if instance is None:
-        raise ReferenceError("the instance this memoized method was bound to has been collected")
-    return instance
-
-
 class _Recipe:
     """The generated wrapper of one memoized function, ready to be made for each cache."""
 
-    __slots__ = ("_factory", "options")
+    __slots__ = ("_factory", "options", "slot_of")
 
     def __init__(self, fn: Callable[..., Any], options: _Options, method: bool) -> None:
         self.options = options
@@ -754,44 +1108,55 @@ class _Recipe:
         ):
             name = "memoized"
         if options.cache is not None:
-            kind = "external"
+            kind, find_slot = "external", ""  # (_CHECKED["external"] has its own)
         else:
             kind = "builtin_ttl" if options.ttl is not None else "builtin"
+            find_slot = _FIND_LONE_SLOT if plan.lone else _FIND_SLOT
+        self.slot_of = _slot_function(plan.lone)
+        parts = {
+            "key": plan.key,
+            "await_": "await " if options.async_ else "",
+            "call": f"{plan.key}, {plan.args}, {plan.kwds}",
+        }
         source = _WRAPPER_TEMPLATE.format(
             async_="async " if options.async_ else "",
-            await_="await " if options.async_ else "",
             name=name,
             params=plan.params,
             prelude=plan.prelude,
-            lookup=_LOOKUP[kind].format(key=plan.key),
-            after=_AFTER[kind],
-            key=plan.key,
-            args=plan.args,
-            kwds=plan.kwds,
+            plain=_PLAIN[kind].format(**parts),
+            checked=(find_slot + _CHECKED[kind]).format(**parts),
         )
+        unhashable = _unhashable_error(getattr(fn, "__qualname__", name), options.key is not None)
         namespace: dict[str, Any] = {
             "__clock": options.clock,
-            "__unhashable": _unhashable_error(
-                getattr(fn, "__qualname__", name), options.key is not None
-            ),
-            "__type": type,
+            "__unhashable": unhashable,
+            "__check_key": _store_error_check(unhashable),
+            "__slot_of": self.slot_of,
+            "__hash": _hash,
+            "__type": _type,
+            "__tuple": _tuple,
+            "__SCALARS": _SCALARS,
+            "__HASHED": _HASHED,
+            "__TypeError": TypeError,
+            "__KeyError": KeyError,
             "__NOTHING": _NOTHING,
+            "__UNKNOWN": _UNKNOWN,
+            "__DEFAULT": _DEFAULT,
             "__make_key": _make_key,
             "__key": options.key,
-            "__alive": _alive,
         }
         namespace.update((f"__d{i}", value) for i, value in enumerate(plan.defaults))
         exec(_compile(source), namespace)  # noqa: S102  # only defines __factory
         self._factory = namespace["__factory"]
 
-    def make(
-        self, memo: _Memo, instance: weakref.ref[Any] | None = None, token: int | None = None
-    ) -> Callable[..., Any]:
+    def make(self, memo: _Memo, token: int | None = None) -> Callable[..., Any]:
         """The hit path of ``memo``, with ``cache_info``, ``cache_clear``, ``cache_parameters``."""
         options = self.options
         miss = memo.amiss if options.async_ else memo.miss
         reader = memo.reader  # type: ignore[attr-defined]
-        wrapper = self._factory(reader, miss, instance, getattr(memo, "hits", None), token)
+        wrapper, plain = self._factory(reader, miss, getattr(memo, "hits", None), token)
+        if isinstance(memo, _BoundedMemo):
+            memo.adaptive = _Adaptive(wrapper, plain, self.slot_of)
         wrapper.cache_info = memo.info  # type: ignore[attr-defined]
         wrapper.cache_clear = memo.clear  # type: ignore[attr-defined]
         wrapper.cache_parameters = options.parameters
@@ -829,11 +1194,13 @@ class _MemoizedMethod:
     As a method (it was set on a class, or its first parameter is ``self``), it keeps one cache
     per instance, made on first use, in a table keyed by ``id(instance)`` and guarded by a weak
     reference whose callback removes the entry when the instance dies. The cache never refers to
-    the instance, so the instance is collected as usual. ``instance.method`` returns that
-    instance's memoized function (with its own ``cache_info``/``cache_clear``);
-    ``Class.method`` returns this object, whose ``cache_info()`` sums over the live instances
-    and whose ``cache_clear()`` clears them all. The instances' caches share one lock, taken on
-    misses only.
+    the instance, so the instance is collected as usual. Each cache has its own memoized function,
+    which takes the instance first, like the method itself; ``instance.method`` returns it bound
+    to the instance, a plain bound method (with that cache's ``cache_info``/``cache_clear``),
+    which holds the instance as long as it lives: for the call, in ``Parser(text).words()``,
+    where nothing else holds the instance. ``Class.method`` returns this object, whose
+    ``cache_info()`` sums over the live instances and whose ``cache_clear()`` clears them all.
+    The instances' caches share one lock, taken on misses only.
 
     Otherwise (for instance under ``@staticmethod``), it behaves as a plain memoized function.
     """
@@ -846,7 +1213,7 @@ class _MemoizedMethod:
         code = fn.__code__
         self._is_method = code.co_argcount > 0 and code.co_varnames[0] == "self"
         self._recipe = _Recipe(fn, options, method=True)
-        # id(instance) -> (weak reference, its memoized function, its memo)
+        # id(instance) -> (weak reference, its cache's memoized function, its memo)
         self._instances: dict[int, tuple[_InstanceRef, Callable[..., Any], _Memo]] = {}
         self._lock = threading.RLock()
         self._forget = self._make_forget(self._instances)
@@ -869,19 +1236,23 @@ class _MemoizedMethod:
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        entry = self._instances.get(id(instance))
+        entry = self._instances.get(_id(instance))
         if entry is not None and entry[0]() is instance:
-            return entry[1]
+            return _MethodType(entry[1], instance)
         if not self._is_method:
-            return types.MethodType(self, instance)
-        return self._bind(instance)
+            return _MethodType(self, instance)
+        return _MethodType(self._bind(instance), instance)
 
     def __call__(self, *args: Any, **kwds: Any) -> Any:
         if not self._is_method:
             return self._plain()(*args, **kwds)
         if not args:
             raise TypeError(f"{self._qualname}() missing the instance argument")
-        return self.__get__(args[0])(*args[1:], **kwds)
+        instance = args[0]
+        entry = self._instances.get(_id(instance))
+        if entry is not None and entry[0]() is instance:
+            return entry[1](*args, **kwds)
+        return self._bind(instance)(*args, **kwds)
 
     def _plain(self) -> Callable[..., Any]:
         function = self._function
@@ -893,6 +1264,7 @@ class _MemoizedMethod:
         return function
 
     def _bind(self, instance: Any) -> Callable[..., Any]:
+        """The memoized function of ``instance``'s cache (made on first use)."""
         try:
             ref = _InstanceRef(instance, self._forget)
         except TypeError:
@@ -903,18 +1275,19 @@ class _MemoizedMethod:
                 "that defines __slots__ must list '__weakref__' in them; a dataclass with "
                 "slots=True needs weakref_slot=True)"
             ) from None
-        address = ref.address = id(instance)
+        address = ref.address = _id(instance)
         with self._lock:
             entry = self._instances.get(address)
             if entry is not None and entry[0]() is instance:
                 return entry[1]
             memo = self._options.new_memo(self._fn, self._lock)
-            bound = self._recipe.make(memo, ref, next(_instance_tokens))
-            bound.__module__ = self.__module__
-            bound.__qualname__ = self._qualname
-            bound.__doc__ = self.__doc__
-            self._instances[address] = (ref, bound, memo)
-        return bound
+            function = self._recipe.make(memo, _next(_instance_tokens))
+            function.__module__ = self.__module__
+            function.__qualname__ = self._qualname
+            function.__doc__ = self.__doc__
+            function.__wrapped__ = self._fn  # type: ignore[attr-defined]  # for inspect.signature
+            self._instances[address] = (ref, function, memo)
+        return function
 
     def _memos(self) -> list[_Memo]:
         return [entry[2] for entry in list(self._instances.values())]
@@ -1025,11 +1398,25 @@ def memoize(
         ``cache_clear()`` and ``cache_parameters()``.
 
     Behaviour:
-        - Unhashable arguments (without ``key=``) raise a TypeError that says so.
+        - Unhashable arguments (without ``key=``) raise a TypeError that says so; any other
+          TypeError (from a ``cache=`` store, a ``key=`` function, a key's ``__eq__``)
+          propagates unchanged. A call hashes its key once, as ``functools.lru_cache`` does,
+          and evicting a key does not hash it (with one exception, once per wrapper: see
+          "Hashing once" in the module's docstring).
+        - A default the caller leaves out is keyed by its value only if it is a plain constant
+          (None, a bool, a number, a str or bytes, or a tuple of these): a list, a dict or any
+          other object is left out of the key, never hashed, so ``def g(x, cols=["a"])`` works
+          and ``g(1)`` and ``g(1, cols=["a"])`` are two different calls to the cache (as with
+          ``functools.lru_cache``; the second one is unhashable).
         - Concurrent calls that miss the same key run the function once: the other threads (or
-          tasks) wait and get its result, or its exception. Exceptions are never cached. A
-          recursive call with the very same key on the same thread calls through, like the plain
-          function would; recursion on other keys (``fib``) is memoized as usual.
+          tasks) wait and get its result, or its exception (each a copy, with its own
+          traceback). Exceptions are never cached. A call that would wait for a call that
+          itself waits, directly or through other threads (or tasks), for this one (a recursive
+          call with the very same key, or thread A's ``f(1)`` needing ``f(2)`` while thread B's
+          ``f(2)`` needs ``f(1)``) calls the function instead, like the plain function would:
+          no deadlock. Recursion on other keys (``fib``) is memoized as usual. (A call that
+          waits for a key whose computation blocks on something else this thread holds, such as
+          a lock or a ``join``, still deadlocks, as it would with any lock.)
         - On an ``async def``, the awaited result is cached, never the coroutine; the first
           caller starts one task that every caller awaits through ``asyncio.shield``, so
           cancelling a caller does not cancel the call for the others (the call then finishes
@@ -1038,9 +1425,12 @@ def memoize(
           first parameter is ``self``, which covers ``@property`` over ``@memoize``), every
           instance gets its own cache of ``maxsize`` and no cache refers to the instance, so
           instances are collected as usual; a class with ``__slots__`` must list
-          ``'__weakref__'`` in them (TypeError otherwise). ``obj.method.cache_info()`` is that
-          instance's; ``Class.method.cache_info()`` sums the live instances' (``maxsize`` per
-          instance) and ``Class.method.cache_clear()`` clears them all. The caches live in a
+          ``'__weakref__'`` in them (TypeError otherwise). ``obj.method`` is a bound method,
+          which holds ``obj`` as long as it lives, like any bound method (so
+          ``Parser(text).words()`` works: the instance lives for the call, and no longer).
+          ``obj.method.cache_info()`` is that instance's; ``Class.method.cache_info()`` sums
+          the live instances' (``maxsize`` per instance) and ``Class.method.cache_clear()``
+          clears them all. The caches live in a
           table on the class attribute, so a result that refers back to its own instance (say
           ``return Child(parent=self)``) keeps that instance alive until the entry is evicted
           or cleared: do not memoize such a method. With ``cache=``, the instances share that
