@@ -533,3 +533,14 @@ def test_installing_leaklab_registers_the_plugin_by_entry_point(pytestconfig):
     assert [point.value for point in ours] == ["leaklab.pytest_plugin"]
     if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         assert pytestconfig.pluginmanager.get_plugin("leaklab") is pytest_plugin
+
+
+def test_top_lines_never_show_where_the_machine_keeps_its_files(tmp_path, monkeypatch):
+    """A report read in a notebook (another working directory) names files as imported."""
+    from leaklab.testing import TopLine
+    import leaklab.caches
+
+    monkeypatch.chdir(tmp_path)
+    line = TopLine(leaklab.caches.__file__, 10, 100)
+    assert str(line) == f"leaklab{os.sep}caches.py:10"
+    assert str(TopLine("/somewhere/else/entirely.py", 3, 1)) == "entirely.py:3"

@@ -56,6 +56,7 @@ import asyncio
 import functools
 import inspect
 import os
+import sys
 import sysconfig
 import threading
 import tracemalloc
@@ -428,9 +429,17 @@ def _top_lines(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> tup
 
 
 def _short(filename: str) -> str:
-    """``filename`` relative to the current directory when it is under it."""
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:  # another drive on Windows
-        return filename
-    return filename if relative.startswith(os.pardir) else relative
+    """``filename`` relative to the current directory when it is under it, else relative to the
+    ``sys.path`` entry it was imported from (``leaklab/scenarios/x.py``), so that a report never
+    shows where a machine keeps its files; else its name alone."""
+    candidates = []
+    for base in [os.getcwd(), *sys.path]:
+        if not base:
+            continue
+        try:
+            relative = os.path.relpath(filename, base)
+        except ValueError:  # another drive on Windows
+            continue
+        if not relative.startswith(os.pardir):
+            candidates.append(relative)
+    return min(candidates, key=len) if candidates else os.path.basename(filename)
