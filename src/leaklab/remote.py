@@ -130,6 +130,20 @@ class _Process:
                 self.proc.wait()
 
 
+@contextlib.contextmanager
+def _servers_in(prefix: str) -> Iterator[tuple[str, list[_Process]]]:
+    """A fresh private directory (mode 0700) and a list to put servers in: every server in the
+    list is stopped, and the directory removed, when the block ends, however it ends."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    servers: list[_Process] = []
+    try:
+        yield directory, servers
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _redis_client(url: str, timeout: float = 0.5) -> Any:
     import redis
     from redis.backoff import NoBackoff
@@ -168,30 +182,25 @@ def embedded_server(*, maxmemory: str | int = "64mb", policy: str = "allkeys-lru
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
     if not isinstance(tcp, bool):
         raise TypeError(f"tcp must be True or False, got {tcp!r}")
-    directory = tempfile.mkdtemp(prefix="leaklab-valkey-")
-    sock = os.path.join(directory, "valkey.sock")
-    if tcp:
-        port, password = _free_port(), secrets.token_hex(16)
-        listen = ["--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
-        url = f"redis://:{password}@127.0.0.1:{port}"
-    else:
-        listen = ["--port", "0", "--unixsocket", sock, "--unixsocketperm", "700"]
-        url = f"unix://{sock}"
-    server = None
-    try:
+    with _servers_in("leaklab-valkey-") as (directory, servers):
+        sock = os.path.join(directory, "valkey.sock")
+        if tcp:
+            port, password = _free_port(), secrets.token_hex(16)
+            listen = ["--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
+            url = f"redis://:{password}@127.0.0.1:{port}"
+        else:
+            listen = ["--port", "0", "--unixsocket", sock, "--unixsocketperm", "700"]
+            url = f"unix://{sock}"
         server = _Process([_valkey_binary(), *listen, "--dir", directory, "--save", "", "--appendonly", "no",
                            "--daemonize", "no", "--maxmemory", limit, "--maxmemory-policy", policy,
                            "--loglevel", "warning"], directory, "valkey")
+        servers.append(server)
         client = _redis_client(url)
         try:
             server.wait_ready(lambda: (tcp or os.path.exists(sock)) and client.ping(), "the Valkey server")
         finally:
             client.close()
         yield url
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -206,9 +215,7 @@ def embedded_cluster(nodes: int = 3) -> Iterator[list[str]]:
     if count > 16:
         raise ValueError(f"nodes must be at most 16 for a local cluster, got {nodes!r}")
     password = secrets.token_hex(16)
-    directory = tempfile.mkdtemp(prefix="leaklab-cluster-")
-    servers: list[_Process] = []
-    try:
+    with _servers_in("leaklab-cluster-") as (directory, servers):
         ports = []
         for _ in range(count):
             port = _free_port(bus=True)
@@ -245,10 +252,6 @@ def embedded_cluster(nodes: int = 3) -> Iterator[list[str]]:
             for client in clients:
                 client.close()
         yield urls
-    finally:
-        for server in servers:
-            server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -260,14 +263,13 @@ def embedded_memcached(*, memory_mb: int = 64) -> Iterator[str]:
     binary = shutil.which("memcached")
     if binary is None:
         raise RuntimeError(MEMCACHED_MISSING)
-    directory = tempfile.mkdtemp(prefix="leaklab-memcached-")
-    port = _free_port()
-    command = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", str(mb), "-c", "256"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command += ["-u", "nobody"]  # memcached refuses to run as root
-    server = None
-    try:
+    with _servers_in("leaklab-memcached-") as (directory, servers):
+        port = _free_port()
+        command = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", str(mb), "-c", "256"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            command += ["-u", "nobody"]  # memcached refuses to run as root
         server = _Process(command, directory, "memcached")
+        servers.append(server)
         url = f"memcached://127.0.0.1:{port}"
         backend = _MemcachedBackend(url, 0.5)
         try:
@@ -275,10 +277,6 @@ def embedded_memcached(*, memory_mb: int = 64) -> Iterator[str]:
         finally:
             backend.close()
         yield url
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 class _Shared:
