@@ -431,10 +431,10 @@ def test_one_pipe_belongs_to_one_loop():
 
 @pytest.mark.parametrize("mode", ["timeout", "refuse"])
 def test_overload_keeps_memory_bounded_stats_balanced_and_concurrency_at_the_limit(mode):
-    """Ten times more calls than the pipe can serve, for a second, with callers
+    """Ten times more calls than the pipe can serve, for two seconds, with callers
     cancelled at random: the backlog and the memory it holds stay bounded in both modes, while
     the same traffic with an unbounded pipe piles up."""
-    limit, service_s, rate_per_s, seconds = 4, 0.01, 4_000, 1.0  # capacity 400/s, load 4,000/s
+    limit, service_s, rate_per_s, seconds = 4, 0.01, 4_000, 2.0  # capacity 400/s, load 4,000/s
     payload = 2_000
 
     async def serve(probe: Probe, data: bytes) -> int:
