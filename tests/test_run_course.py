@@ -218,3 +218,65 @@ def test_time_over_budget_is_a_warning_memory_over_budget_fails(course, tmp_path
     _fake_runs(course, monkeypatch, seconds=31.7, error="AssertionError: claim")
     assert course.main([]) == 1
     assert "FAILED: AssertionError: claim" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- deliverables (issue 14)
+
+
+def _fake_tools(course, monkeypatch, tmp_path, *, decks_missing=False, book_fails=False):
+    """Stand-ins for tools/build_*.py, so these tests check run_course's bookkeeping only (the
+    real builders have their own tests: test_book, test_decks, test_exercises)."""
+    import types
+
+    class MissingTool(RuntimeError):
+        pass
+
+    def tool(name):
+        module = types.SimpleNamespace(MissingTool=MissingTool)
+
+        def build():
+            if name == "build_decks" and decks_missing:
+                raise MissingTool("no npm on PATH: install Node.js 18+ and npm, then npm ci")
+            if name == "build_book" and book_fails:
+                raise RuntimeError("a chapter did not render")
+            out = tmp_path / "_build" / name.removeprefix("build_")
+            out.mkdir(parents=True, exist_ok=True)
+            return out
+
+        module.build = build
+        return module
+
+    monkeypatch.setattr(course, "load_tool", tool)
+
+
+def test_deliver_builds_each_part_and_prints_where_and_how_long(course, tmp_path, monkeypatch, capsys):
+    _fake_tools(course, monkeypatch, tmp_path)
+    _chapter(tmp_path / "notebooks" / "98_ok.ipynb", "x = 1")
+    assert course.main(["--deliver"]) == 0
+    out = capsys.readouterr().out
+    for part in ("book", "decks", "exercises"):
+        assert f"_build/{part}/" in out
+    assert "Building the book" in out
+
+
+def test_without_deliver_nothing_else_is_built(course, tmp_path, monkeypatch, capsys):
+    _fake_tools(course, monkeypatch, tmp_path)
+    _chapter(tmp_path / "notebooks" / "98_ok.ipynb", "x = 1")
+    assert course.main([]) == 0
+    assert "Building" not in capsys.readouterr().out
+    assert not (tmp_path / "_build" / "book").exists()
+
+
+def test_a_missing_optional_tool_is_reported_as_skipped_and_the_run_passes(course, tmp_path, monkeypatch, capsys):
+    _fake_tools(course, monkeypatch, tmp_path, decks_missing=True)
+    _chapter(tmp_path / "notebooks" / "98_ok.ipynb", "x = 1")
+    assert course.main(["--deliver"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: no npm on PATH" in out and "_build/exercises/" in out
+
+
+def test_a_failing_build_fails_the_run(course, tmp_path, monkeypatch, capsys):
+    _fake_tools(course, monkeypatch, tmp_path, book_fails=True)
+    _chapter(tmp_path / "notebooks" / "98_ok.ipynb", "x = 1")
+    assert course.main(["--deliver"]) == 1
+    assert "FAILED: RuntimeError: a chapter did not render" in capsys.readouterr().out

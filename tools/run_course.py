@@ -11,6 +11,12 @@ A chapter's budget is in its notebook metadata: ``{"leaklab": {"budget_seconds":
 (isolated runs), sampled every 50 ms. Peak RSS is stable from run to run, so going over it fails
 the run; time depends on the machine and its load, so going over it is only a WARNING.
 
+With ``--deliver`` (what ``make course`` passes) it then builds, from the committed notebooks,
+the three ways the course is used and prints where each is and how long it took: the book
+(``_build/book/``, tools/build_book.py), the offline workshop decks (``_build/decks/``,
+tools/build_decks.py; skipped, saying why, on a machine without Node.js and npm) and the student
+workbook (``_build/exercises/``, tools/build_exercises.py).
+
 Chapters are chosen by their two-digit number or their name (``00``, ``00_measuring_memory``);
 an unknown one is an error. Ctrl-C (SIGINT) or SIGTERM stops the whole run at once: the kernel
 and everything it started are ended, "interrupted" is printed, and the exit status is 130 for
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import html
+import importlib.util
 import re
 import signal
 import sys
@@ -262,12 +269,61 @@ def select_chapters(parser: argparse.ArgumentParser, wanted: list[str]) -> list[
     return [p for p in paths if any(w in names(p) for w in wanted)]
 
 
+@dataclass
+class Step:
+    """One deliverable built after the chapters: where it went, how long it took, how it ended."""
+    name: str
+    seconds: float
+    where: str
+    status: str  # "ok", "skipped: ..." or "FAILED: ..."
+
+
+def load_tool(name: str):
+    """Import tools/<name>.py by path (run as a script or imported by the tests alike)."""
+    spec = importlib.util.spec_from_file_location(f"leaklab_tool_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _where(built: object) -> str:
+    first = built[0].parent if isinstance(built, list) and built else built
+    try:
+        return str(Path(first).resolve().relative_to(ROOT)) + "/"
+    except (TypeError, ValueError):
+        return str(first)
+
+
+def build_deliverables() -> list[Step]:
+    """The book, the decks and the workbook, each timed; a missing optional tool skips its step."""
+    steps = []
+    for name, tool, what in (("book", "build_book", "the book (Sphinx)"),
+                             ("decks", "build_decks", "the offline reveal.js decks"),
+                             ("exercises", "build_exercises", "the student workbook")):
+        print(f"Building {what} ...", flush=True)
+        start = time.perf_counter()
+        module = load_tool(tool)
+        try:
+            where, status = _where(module.build()), "ok"
+        except Exception as exc:  # noqa: BLE001 - reported in the summary, fails the run
+            missing = getattr(module, "MissingTool", None)
+            skipped = missing is not None and isinstance(exc, missing)
+            where = "-"
+            status = f"skipped: {exc}" if skipped else f"FAILED: {type(exc).__name__}: {exc}"
+        steps.append(Step(name, time.perf_counter() - start, where, status))
+        print(f"  {name}: {status.splitlines()[0]} ({steps[-1].seconds:.1f} s)", flush=True)
+    return steps
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*",
                         help="chapter numbers or names, e.g. 00 or 01_caches (default: all)")
     parser.add_argument("--timeout", type=cell_timeout, default=300,
                         help="seconds allowed per cell (default 300; 'none' for no limit)")
+    parser.add_argument("--deliver", action="store_true",
+                        help="then build the book, the offline decks and the student workbook")
     args = parser.parse_args(argv)
     paths = select_chapters(parser, args.chapters)
     (BUILD / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -282,8 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             current = path.stem
             results.append(run_chapter(path, args.timeout))
+        steps = []
+        if args.deliver:
+            current = "the deliverables"
+            steps = build_deliverables()
         current = "the summary"
-        return summarize(results)
+        return summarize(results, steps)
     except Interrupted as exc:
         for sig in handled:  # a second Ctrl-C must not cut the clean-up short
             signal.signal(sig, signal.SIG_IGN)
@@ -297,8 +357,10 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
-def summarize(results: list[Result]) -> int:
-    """Write the index, print the summary table; 1 if a chapter failed or broke its memory budget."""
+def summarize(results: list[Result], steps: list[Step] = ()) -> int:
+    """Write the index, print the summary tables; 1 if a chapter failed or broke its memory
+    budget, or a deliverable failed to build (a skipped one, for want of an optional tool, is
+    only reported)."""
     write_index(results)
     header = f"{'chapter':<28}{'seconds':>9}{'peak MiB':>10}{'cells':>7}{'asserts':>9}  status"
     print("\n" + header + "\n" + "-" * len(header))
@@ -316,7 +378,13 @@ def summarize(results: list[Result]) -> int:
                          + " (time depends on the machine)")
         status = "; ".join(notes) if notes else "ok"
         print(f"{r.name:<28}{r.seconds:>9.1f}{r.peak_mib:>10.0f}{r.cells:>7}{r.asserts:>9}  {status}")
-    print(f"\nHTML: {(BUILD / 'index.html').relative_to(ROOT)}")
+    print(f"\nExecuted chapters: {(BUILD / 'notebooks').relative_to(ROOT)}/, "
+          f"as HTML pages: {(BUILD / 'index.html').relative_to(ROOT)}")
+    if steps:
+        print(f"\n{'built':<12}{'seconds':>9}  {'where':<22}status")
+        for step in steps:
+            print(f"{step.name:<12}{step.seconds:>9.1f}  {step.where:<22}{step.status}")
+            failed = failed or step.status.startswith("FAILED")
     return 1 if failed else 0
 
 
