@@ -18,7 +18,7 @@ STAMP := $(VENV)/.leaklab-installed
 
 .PHONY: course test lab bench setup clean slides exercises book decks
 
-$(STAMP): pyproject.toml setup.py src/leaklab/_cachecore.c $(wildcard package-lock.json)
+$(STAMP): pyproject.toml setup.py src/leaklab/caches/_core.c $(wildcard package-lock.json)
 	@test -n "$(PYTHON)" || { echo "leaklab needs Python 3.11, 3.12 or 3.13 on PATH (python3 or python3.1x)"; exit 1; }
 	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml setup.py src/leaklab/_cachecore.c $(wildcard package-lo
 	@# Optional benchmark peer: a failure here (no wheel for this platform) must not block the course.
 	-$(BIN)/python -m pip install --quiet -e '.[bench]'
 	@$(BIN)/python -c "import leaklab.caches as c; print('leaklab: LRUCache runs', \
-		'compiled (leaklab._cachecore)' if c.COMPILED else 'in pure Python (the optional C extension was not built)')"
+		'compiled (leaklab.caches._core)' if c.COMPILED else 'in pure Python (the optional C extension was not built)')"
 	@# The offline decks need reveal.js, require.js, jQuery and MathJax from the npm registry;
 	@# without Node.js the rest of the course still builds and says that the decks were skipped.
 	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error \
@@ -43,7 +43,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 slides: $(STAMP)
-	$(BIN)/python tools/slides.py $(CHAPTER)
+	$(BIN)/python tools/slides.py $(CHAPTER) $(ARGS)
 
 exercises: $(STAMP)
 	$(BIN)/python tools/build_exercises.py

@@ -1,4 +1,4 @@
-"""Build the optional compiled read path of leaklab.caches.LRUCache (chapter 01).
+"""Build the optional compiled core of leaklab.caches.LRUCache (chapter 01).
 
 Everything else about the package is in pyproject.toml. The extension is optional: without a C
 compiler the install still succeeds and LRUCache runs in pure Python (``leaklab.caches.COMPILED``
@@ -9,6 +9,6 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("leaklab._cachecore", ["src/leaklab/_cachecore.c"], optional=True),
+        Extension("leaklab.caches._core", ["src/leaklab/caches/_core.c"], optional=True),
     ]
 )

@@ -160,12 +160,19 @@ def variants() -> list[Variant]:
 
 
 def _pure_python_caches() -> ModuleType | None:
-    """A second copy of leaklab.caches that runs in pure Python, or None if the installed one
-    already does (the C extension was not built)."""
+    """A second copy of the leaklab.caches package that runs in pure Python, or None if the
+    installed one already does (the C extension was not built).
+
+    The copy is imported from the same files under another name; its modules import each other
+    relatively, so they are all imported afresh, under the copy's name, without the compiled core.
+    """
     if not leaklab.caches.COMPILED:
         return None
     name = "leaklab._caches_pure_python_for_bench"
-    spec = importlib.util.spec_from_file_location(name, leaklab.caches.__file__)
+    init = leaklab.caches.__file__
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[os.path.dirname(init)]
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while it is executed
@@ -375,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "lru_cache is called through a function, so its set+evict is a miss that computes and\n"
         "stores, and it has no get miss. 'get hit' uses each cache's fastest hit (cachetools:\n"
         "c[k]); 'get() hit' calls every cache's get(k) method. leaklab's LRUCache reads through\n"
-        "a compiled get (leaklab._cachecore) when the C extension was built at install time;\n"
+        "a compiled get (leaklab.caches._core) when the C extension was built at install time;\n"
         "'(pure Python)' rows are the same class without it, as on a machine with no compiler\n"
         "(there a get miss is slower than a hit: it catches a KeyError)."
     )

@@ -1216,7 +1216,7 @@ def test_threads_contended_invariants(LRU: Any, config: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# The compiled read path (leaklab._cachecore) and the pure-Python read agree
+# The compiled read path (leaklab.caches._core) and the pure-Python read agree
 
 
 def test_compiled_read_is_used_where_a_compiler_exists() -> None:

@@ -97,5 +97,5 @@ def test_install_without_a_c_compiler_still_works(tmp_path: Path) -> None:
     """The compiled LRUCache paths are optional: a failing compiler must not fail the install."""
     env = {**os.environ, "CC": "false", "LDSHARED": "false"}
     files = _wheel_files(tmp_path, env)
-    assert "leaklab/caches.py" in files
+    assert {"leaklab/caches/__init__.py", "leaklab/caches/lru.py"} <= set(files)
     assert not [f for f in files if f.endswith(".so")], files

@@ -1,14 +1,14 @@
-/* leaklab._cachecore: the compiled read path of leaklab.caches.LRUCache (chapter 01).
+/* leaklab.caches._core: the compiled core of leaklab.caches.LRUCache (chapter 01).
  *
  * A hit in an exact LRU cache must look the key up, move the entry to the most-recent end and
  * count the hit. In Python that is a function frame around three C calls; here it is one C call.
  * This module holds only that read path, and the common cases of `set` in the two commonest
  * configurations (a count bound only; a default ttl without dispose): `CacheCore` is the base
  * class of LRUCache and keeps the attributes these need (members below). Every other write, and
- * every read that is not a plain hit or miss, stays in Python (caches.py), which LRUCache uses as
- * a whole when this extension is not built.
+ * every read that is not a plain hit or miss, stays in Python (lru.py, fast.py), which LRUCache
+ * uses as a whole when this extension is not built.
  *
- * Thread safety (GIL builds only; caches.py does not import this on a free-threaded build): the
+ * Thread safety (GIL builds only; compiled.py does not import this on a free-threaded build): the
  * read takes no lock, as the Python read does not. It holds strong references to the table and
  * the entry it read, so Python code that runs in between (a key's __eq__, a finalizer) may
  * change the cache but cannot free what this function is using. The writes hold the cache's
@@ -33,7 +33,7 @@ typedef struct {
     PyObject *lock;    /* threading.Lock, held by every write */
     PyObject *max;     /* the most entries held: int, or None */
     PyObject *evictions; /* an int: a Python-level `self._evictions += 1` is faster on an object */
-    /* For the write of a cache with a default ttl (see caches.py for what each one holds): */
+    /* For the write of a cache with a default ttl (expiry.py says what each one holds): */
     PyObject *ttl;            /* the default ttl, seconds */
     PyObject *next_expiry;    /* a lower bound on every live deadline */
     PyObject *deadline_keys;  /* deque of keys with the default ttl, in deadline order */
@@ -599,7 +599,7 @@ PyDoc_STRVAR(core_doc,
 
 static PyTypeObject CacheCoreType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "leaklab._cachecore.CacheCore",
+    .tp_name = "leaklab.caches._core.CacheCore",
     .tp_basicsize = sizeof(CacheCore),
     .tp_dealloc = (destructor)core_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
@@ -611,20 +611,20 @@ static PyTypeObject CacheCoreType = {
     .tp_new = PyType_GenericNew,
 };
 
-static struct PyModuleDef cachecore_module = {
+static struct PyModuleDef core_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "leaklab._cachecore",
-    .m_doc = "The compiled read path of leaklab.caches.LRUCache (optional; see caches.py).",
+    .m_name = "leaklab.caches._core",
+    .m_doc = "The compiled read path of leaklab.caches.LRUCache (optional; see compiled.py).",
     .m_size = -1,
 };
 
 PyMODINIT_FUNC
-PyInit__cachecore(void)
+PyInit__core(void)
 {
     if (PyType_Ready(&CacheCoreType) < 0) {
         return NULL;
     }
-    PyObject *module = PyModule_Create(&cachecore_module);
+    PyObject *module = PyModule_Create(&core_module);
     if (module == NULL) {
         return NULL;
     }
