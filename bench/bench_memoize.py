@@ -13,6 +13,10 @@ alike. The two targets of issue 4 are printed as ratios, each the median of the 
 - ``leaklab.memoize`` without ttl: at least 0.5x ``functools.lru_cache`` (written in C);
 - ``leaklab.memoize`` with ttl: at least 2x ``cachetools.cached(TTLCache)``.
 
+One more row, not a target: ``reference_call`` (``leaklab.memoize.decorator``), the same algorithm
+in plain Python that chapter 02 shows, over the same store; its ratio to ``leaklab.memoize`` is
+what the generated wrappers (``leaklab/memoize/wrappers.py``) add.
+
 ``--check`` exits with status 1 if a target is missed. Benchmarks never run as tests.
 """
 
@@ -23,15 +27,18 @@ import functools
 import platform
 import statistics
 import sys
+import time
 import timeit
 from collections.abc import Callable
 from typing import Any
 
 from leaklab.memoize import memoize
+from leaklab.memoize.decorator import Options, reference_wrapper
 
 MAXSIZE = 128
 TTL = 3600.0  # long enough never to expire during the run: only the hit path is timed
 ARG = 12345
+REFERENCE = "leaklab reference_call (plain Python)"
 
 
 def target(x: int) -> int:
@@ -63,6 +70,14 @@ def contenders() -> dict[str, Callable[[int], Any]]:
         pass
     else:
         made["leaklab.memoize(cache=LRUCache)"] = memoize(cache=LRUCache(MAXSIZE))(target)
+    made[REFERENCE] = reference_wrapper(
+        Options(
+            {"maxsize": MAXSIZE, "ttl": None, "typed": False, "key": None, "cache": None,
+             "clock": time.monotonic},
+            async_=False,
+        ).new_memo(target),
+        lambda args, kwargs: args[0],  # the key of a one-parameter function: the argument
+    )  # fmt: skip
     return made
 
 
@@ -165,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "met" if got >= wanted else "MISSED"
         missed |= got < wanted
         print(f"ratio {ours} / {theirs} = {got:.2f}x (target >= {wanted:g}x): {verdict}")
+    print(
+        f"ratio leaklab.memoize / {REFERENCE} = {ratio(rates, 'leaklab.memoize', REFERENCE):.2f}x"
+        " (what the generated wrappers add)"
+    )
     print()
     method_rates = measure(method_contenders(), "s.get(arg)", rounds, seconds)
     print(
