@@ -47,7 +47,7 @@ def _assert_user_lines_only(report: LeakReport) -> None:
         assert not os.path.abspath(line.filename).startswith(
             os.path.join(LEAKLAB_DIR, "testing.py")), report
         assert not os.path.abspath(line.filename).startswith(
-            os.path.join(LEAKLAB_DIR, "measure.py")), report
+            os.path.join(LEAKLAB_DIR, "measure")), report
         assert "tracemalloc" not in line.filename and "importlib" not in line.filename, report
 
 
@@ -475,7 +475,7 @@ def test_the_marker_passes_a_clean_test_and_fails_a_leaky_one_with_the_report(in
     ])
     assert f"test_marked.py:{async_line} " in text  # the async body's line
     # pytest.fail(pytrace=False): the report, not a traceback through leaklab
-    assert "leaklab/testing.py" not in text and "measure.py" not in text
+    assert "leaklab/testing.py" not in text and "leaklab/measure" not in text
 
 
 def test_the_marker_runs_the_body_warmup_plus_calls_times(inner):
@@ -538,9 +538,9 @@ def test_installing_leaklab_registers_the_plugin_by_entry_point(pytestconfig):
 def test_top_lines_never_show_where_the_machine_keeps_its_files(tmp_path, monkeypatch):
     """A report read in a notebook (another working directory) names files as imported."""
     from leaklab.testing import TopLine
-    import leaklab.caches
+    import leaklab.caches.lru
 
     monkeypatch.chdir(tmp_path)
-    line = TopLine(leaklab.caches.__file__, 10, 100)
-    assert str(line) == f"leaklab{os.sep}caches.py:10"
+    line = TopLine(leaklab.caches.lru.__file__, 10, 100)
+    assert str(line) == os.path.join("leaklab", "caches", "lru.py:10")
     assert str(TopLine("/somewhere/else/entirely.py", 3, 1)) == "entirely.py:3"

@@ -6,6 +6,7 @@ writes to the file descriptor ``RESPONSE_FD`` a pickled dict: ``{"frame", "resul
 ``{"error"}`` (the exception, pickled on its own, with its type, text and traceback for when it
 cannot be unpickled), or ``{"ended"}`` when the target ended the process instead
 (``sys.exit()``, a KeyboardInterrupt raised in it). It ends with ``PARENT_PID`` if that dies first.
+The parent's side is :mod:`leaklab.measure.isolated`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def _error(exc: BaseException) -> dict[str, object]:
 
 def main(argv: list[str]) -> int:
     response_fd, parent_pid = int(argv[0]), int(argv[1])
-    from leaklab.measure import end_with_parent, resolve_target, sample_rss
+    from leaklab.measure.isolated import resolve_target
+    from leaklab.measure.lifetime import end_with_parent
+    from leaklab.measure.sampling import sample_rss
 
     end_with_parent(parent_pid)
     name, args, kwargs, interval = pickle.load(sys.stdin.buffer)

@@ -326,9 +326,11 @@ def _norm(path: str) -> str:
 
 _HERE = os.path.dirname(_norm(__file__))
 # leaklab's measuring machinery and tracemalloc: an allocation made there is the measurement's own.
+_MEASURE_DIR = os.path.join(_HERE, "measure")
 _OWN_FILES = frozenset(
-    os.path.join(_HERE, name)
-    for name in ("testing.py", "measure.py", "pytest_plugin.py", "_checks.py")
+    os.path.join(_HERE, name) for name in ("testing.py", "pytest_plugin.py", "_checks.py")
+) | frozenset(
+    os.path.join(_MEASURE_DIR, name) for name in os.listdir(_MEASURE_DIR) if name.endswith(".py")
 ) | {_norm(tracemalloc.__file__)}
 _LIBRARY_DIRS = tuple(
     sorted({_norm(p) + os.sep for key in ("stdlib", "platstdlib", "purelib", "platlib")

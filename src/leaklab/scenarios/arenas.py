@@ -15,6 +15,8 @@ import ctypes.util
 import gc
 import platform
 import time
+from collections.abc import Callable
+from typing import Any
 
 from leaklab.measure import rss_mib
 
@@ -43,15 +45,12 @@ def _trim(base: float) -> float:
     return rss_mib() - base
 
 
-def small_objects(keep_every: int = 0, trim: bool = False,
-                  count: int = SMALL) -> dict[str, float | None]:
-    """Allocate ``count`` small dicts, then free them all, or all but one in ``keep_every``;
-    with ``trim``, call ``malloc_trim(0)`` after (it cannot give back pymalloc's arenas).
-
-    Returns ``allocated``, ``after_free`` and ``after_trim`` (None without ``trim``), MiB.
-    """
+def _allocate_and_free(make: Callable[[], list[Any]], keep_every: int,
+                       trim: bool) -> dict[str, float | None]:
+    """Allocate ``make()``, then free it all, or all but one object in ``keep_every``; with
+    ``trim``, call ``malloc_trim(0)`` after. The steps both functions below measure."""
     base = rss_mib()
-    objs = [{"i": i} for i in range(count)]
+    objs = make()
     _pause()
     allocated = rss_mib() - base
     KEPT[:] = objs[::keep_every] if keep_every else []
@@ -63,20 +62,21 @@ def small_objects(keep_every: int = 0, trim: bool = False,
     return {"allocated": allocated, "after_free": after_free, "after_trim": after_trim}
 
 
+def small_objects(keep_every: int = 0, trim: bool = False,
+                  count: int = SMALL) -> dict[str, float | None]:
+    """Allocate ``count`` small dicts, then free them all, or all but one in ``keep_every``;
+    with ``trim``, call ``malloc_trim(0)`` after (it cannot give back pymalloc's arenas).
+
+    Returns ``allocated``, ``after_free`` and ``after_trim`` (None without ``trim``), MiB.
+    """
+    return _allocate_and_free(lambda: [{"i": i} for i in range(count)], keep_every, trim)
+
+
 def large_objects(trim: bool = True, count: int = LARGE) -> dict[str, float | None]:
     """Allocate ``count`` 1 KiB objects (from malloc), free all but one in 64, then, with
     ``trim``, call ``malloc_trim(0)``.
 
     Returns ``allocated``, ``after_free`` and ``after_trim`` (None without ``trim``), MiB.
     """
-    base = rss_mib()
-    objs = [bytes([i % 251]) * 1024 for i in range(count)]  # distinct objects, pages written
-    _pause()
-    allocated = rss_mib() - base
-    KEPT[:] = objs[::64]
-    del objs
-    gc.collect()
-    _pause()
-    after_free = rss_mib() - base
-    after_trim = _trim(base) if trim else None
-    return {"allocated": allocated, "after_free": after_free, "after_trim": after_trim}
+    # distinct objects, pages written
+    return _allocate_and_free(lambda: [bytes([i % 251]) * 1024 for i in range(count)], 64, trim)

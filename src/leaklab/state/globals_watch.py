@@ -1,76 +1,36 @@
-"""Which module-level global grew? Snapshots of the containers that modules hold.
+"""GlobalsWatch: which module-level global grew? (chapter 03)
 
-Chapter 03 ("Module state never dies") uses it. A module is imported once and cached in
-``sys.modules``, so whatever its globals reference lives as long as the process; a module-level
-list that every call appends to grows forever. When you do not know which global it is,
-:class:`GlobalsWatch` finds it: take a :meth:`~GlobalsWatch.snapshot`, let the service run, take
-another, and :meth:`~GlobalsWatch.grown` lists the globals whose length went up, biggest first.
-
-    >>> import types
-    >>> mod = types.ModuleType("demo_state")
-    >>> mod.seen = []
-    >>> watch = GlobalsWatch([mod])
-    >>> before = watch.snapshot()
-    >>> mod.seen.extend(range(3))
-    >>> report = watch.grown(before, watch.snapshot())
-    >>> list(report.columns)
-    ['module', 'name', 'type', 'len_before', 'len_after', 'growth']
-    >>> report.values.tolist()
-    [['demo_state', 'seen', 'list', 0, 3, 3]]
-
-What a snapshot records, and what it never does:
-
-- Only globals whose type defines ``__len__`` (list, dict, set, deque, bytearray, tuple, your own
-  containers...), except ``str`` and ``bytes``: their length is a value, not accumulated state,
-  and counting them would report every rebinding of a text global (IPython's ``_i``) as growth.
-  Dunder names (``__path__``, ``__all__``, ``__builtins__``...) are module machinery and skipped.
-- For each: its length (``len``) and its shallow size (``sys.getsizeof``). Both are O(1) for the
-  built-in containers, so a snapshot's cost depends on how many globals there are, not on how
-  big they are. A ``__len__`` of your own is called like any other and trusted to be cheap and
-  free of side effects (a lazy proxy held in a global, one that loads its target on first use,
-  would load it: leave its module out with ``modules=``).
-- It never imports anything, never calls a module's ``__getattr__`` and never loads a lazy module:
-  it reads each module's ``__dict__`` through the module type's own descriptor, not through
-  ``getattr``. An object whose ``__len__`` raises (or returns something that is not a valid
-  length) is left out; one whose ``__sizeof__`` raises is kept with size ``None``; a lying
-  ``__class__`` is never consulted (``type()`` is).
-- It keeps no reference to the globals or to the modules, only names and numbers, so watching
-  never keeps anything alive.
+A snapshot records, for every container global of the watched modules, its length and its
+shallow size: names and numbers only, so watching never keeps anything alive.
+:meth:`GlobalsWatch.grown` compares two snapshots (:func:`_growth` is the rule). Which modules are
+watched by default is :mod:`leaklab.state.user_code`'s business.
 """
 
 from __future__ import annotations
 
 import operator
-import os
-import site
 import sys
-import sysconfig
 import time
 import types
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.machinery import ModuleSpec
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from leaklab.state.user_code import _MODULE_DICT, _excluded_roots, _is, is_user_module
 
 if TYPE_CHECKING:  # pandas is imported by grown() only: a live service can snapshot without it
     import pandas as pd
 
-__all__ = ["GlobalsWatch", "Snapshot", "GlobalSize", "GROWN_COLUMNS", "is_user_module"]
-
 #: The columns of :meth:`GlobalsWatch.grown`, in order.
 GROWN_COLUMNS = ("module", "name", "type", "len_before", "len_after", "growth")
 
-# Descriptors read straight from the types, so that neither a module's nor a class's own
-# __getattribute__ / __getattr__ (lazy modules, PEP 562, odd metaclasses) ever runs.
-_MODULE_DICT = types.ModuleType.__dict__["__dict__"]
+# Descriptors read straight from the type, so that neither a class's own __getattribute__ nor an
+# odd metaclass ever runs.
 _TYPE_DICT = type.__dict__["__dict__"]
 _TYPE_MRO = type.__dict__["__mro__"]
 _TYPE_QUALNAME = type.__dict__["__qualname__"]
 _TYPE_MODULE = type.__dict__["__module__"]
-
-_USER_PACKAGES = frozenset({"leaklab"})  # always user code, even if installed non-editable
-_STDLIB_NAMES = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
 
 
 class GlobalSize(NamedTuple):
@@ -123,109 +83,6 @@ class Snapshot:
         ).reset_index(drop=True)
 
 
-def _is(obj: object, cls: type | tuple[type, ...]) -> bool:
-    """``isinstance`` by the real type only.
-
-    ``isinstance`` itself falls back to reading ``obj.__class__`` when the type does not match,
-    and on a lazy module that attribute access is what loads it.
-    """
-    return issubclass(type(obj), cls)
-
-
-# --------------------------------------------------------------------------- which modules
-
-
-def _excluded_roots() -> tuple[str, ...]:
-    """Directories whose modules are not user code: the standard library and site-packages."""
-    paths: set[str] = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            paths.add(path)
-    for getter in ("getsitepackages", "getusersitepackages"):
-        fn = getattr(site, getter, None)  # absent in some embedded or virtualenv builds
-        if fn is None:
-            continue
-        try:
-            found = fn()
-        except Exception:
-            continue
-        paths.update([found] if isinstance(found, str) else found)
-    for entry in sys.path:  # conda, distro pythons, pip --target: by convention of the name
-        if isinstance(entry, str) and os.path.basename(entry) in ("site-packages", "dist-packages"):
-            paths.add(entry)
-    roots: set[str] = set()
-    for path in paths:
-        for variant in (os.path.abspath(path), os.path.realpath(path)):
-            roots.add(os.path.join(os.path.normcase(variant), ""))  # trailing separator
-    return tuple(sorted(roots))
-
-
-def _module_paths(namespace: dict[str, Any]) -> list[str]:
-    """Where a module was loaded from, read from its namespace without triggering anything."""
-    file = namespace.get("__file__")
-    if _is(file, str):
-        return [file]
-    spec = namespace.get("__spec__")
-    if not issubclass(type(spec), ModuleSpec):
-        return []
-    try:
-        origin = spec.origin
-        locations = spec.submodule_search_locations
-    except Exception:
-        return []
-    if _is(origin, str) and os.path.isabs(origin):
-        return [origin]
-    if locations is not None and not _is(locations, list):
-        # A namespace package's _NamespacePath recomputes itself when iterated; read its
-        # last computed value instead (a private attribute, so be ready for it to be missing).
-        try:
-            locations = vars(locations).get("_path")
-        except Exception:
-            return []
-    if not _is(locations, list):
-        return []
-    return [p for p in locations if _is(p, str)]
-
-
-def is_user_module(name: str, module: types.ModuleType,
-                   roots: tuple[str, ...] | None = None) -> bool:
-    """True if ``module``, registered in ``sys.modules`` as ``name``, is user code.
-
-    Not user code: a top-level name in ``sys.stdlib_module_names`` or
-    ``sys.builtin_module_names`` (``builtins`` included), and modules whose files all lie under
-    the standard library or a site-packages directory (``roots``, computed when not given: the
-    ``sysconfig`` paths, ``site``'s directories, and ``sys.path`` entries named site-packages or
-    dist-packages). ``leaklab`` counts as user code wherever it is installed. A module with no
-    file belongs where its top-level package does; without one (``__main__`` in a REPL or a
-    notebook, a ``types.ModuleType`` built at run time) it is user code, except Cython's runtime
-    modules (``cython_runtime``, ``_cython_*``).
-    """
-    top = name.partition(".")[0]
-    if top in _USER_PACKAGES:
-        return True
-    if top in _STDLIB_NAMES:
-        return False
-    if roots is None:
-        roots = _excluded_roots()
-    try:
-        namespace = _MODULE_DICT.__get__(module)
-    except Exception:
-        return False
-    if not _is(namespace, dict):
-        return False
-    paths = _module_paths(namespace)
-    if paths:
-        return not all(os.path.normcase(p).startswith(roots) for p in paths)
-    # No file: a submodule made at run time belongs where its top-level package does
-    # (six.moves...); Cython's runtime modules belong to the compiled library that made them.
-    if top != name:
-        parent = sys.modules.get(top)
-        if _is(parent, types.ModuleType):
-            return is_user_module(top, parent, roots)
-    return not (name == "cython_runtime" or name.startswith("_cython_"))
-
-
 # --------------------------------------------------------------------------- reading globals
 
 
@@ -276,6 +133,23 @@ def _scan(module_name: str, namespace: dict[Any, Any], labels: dict[int, str | N
         except Exception:
             size = None
         out[(module_name, name)] = GlobalSize(module_name, name, label, length, size)
+
+
+# --------------------------------------------------------------------------- comparing snapshots
+
+
+def _growth(before: Snapshot, after: Snapshot, min_growth: int) -> list[tuple[Any, ...]]:
+    """The rows of ``grown()``: every global whose length rose by at least ``min_growth`` from
+    ``before`` to ``after`` (one absent from ``before`` rose from 0)."""
+    rows = []
+    old = before.records
+    for key, now in after.records.items():
+        was = old.get(key)
+        len_before = was.length if was is not None else 0
+        growth = now.length - len_before
+        if growth >= min_growth:
+            rows.append((now.module, now.name, now.type, len_before, now.length, growth))
+    return rows
 
 
 # --------------------------------------------------------------------------- the watch
@@ -436,14 +310,7 @@ class GlobalsWatch:
                 f"before (taken at {before.taken_at:.3f}) is newer than after (taken at "
                 f"{after.taken_at:.3f}): pass the older snapshot first"
             )
-        rows = []
-        old = before.records
-        for key, now in after.records.items():
-            was = old.get(key)
-            len_before = was.length if was is not None else 0
-            growth = now.length - len_before
-            if growth >= self.min_growth:
-                rows.append((now.module, now.name, now.type, len_before, now.length, growth))
+        rows = _growth(before, after, self.min_growth)
         frame = pd.DataFrame(rows, columns=list(GROWN_COLUMNS))
         frame = frame.astype({"module": str, "name": str, "type": str,
                               "len_before": "int64", "len_after": "int64", "growth": "int64"})
