@@ -50,7 +50,9 @@ ROLE_COLORS: dict[str, tuple[str, ...]] = {
     "leaklab": ("#2e7d32", "#558b2f", "#00695c", "#1b5e20"),
     "other": ("#b8860b", "#795548", "#827717", "#a1887f"),
 }
+#: The roles a series can play, the keys of :data:`ROLE_COLORS`.
 ROLES = tuple(ROLE_COLORS)
+#: Width and height in inches of every course figure: readable on a slide and on a laptop.
 FIGSIZE = (7.5, 4.2)
 
 #: A curve counts as growing (role "leak" by default) when it rises at least this much.

@@ -115,9 +115,17 @@ class BoundedExecutor(Executor):
 
     @property
     def max_queue(self) -> int:
+        """The most work that may wait to start."""
         return self._max_queue
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Schedule ``fn(*args, **kwargs)``; with the queue full, act on ``policy`` first.
+
+        Raises:
+            QueueFullError: the queue is full and ``policy`` is ``"reject"``, or stayed full
+                for ``timeout`` seconds under ``"timeout"``.
+            RuntimeError: the executor was shut down.
+        """
         if not callable(fn):
             check_callable("fn", fn)
         with self._lock:
