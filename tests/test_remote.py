@@ -420,6 +420,6 @@ def test_memcached_backend_cache_aside_and_its_own_lru_limit():
 
 
 def test_without_memcached_the_error_says_how_to_install_it(monkeypatch):
-    monkeypatch.setattr(remote.shutil, "which", lambda name: None)
+    monkeypatch.setattr(remote.servers.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="apt-get install memcached"), embedded_memcached():
         pass
