@@ -94,7 +94,7 @@ URLS = {
 
 INSTALL = (
     "install Node.js 18+ and npm (https://nodejs.org/, or your system's `nodejs` and `npm` "
-    "packages), then run `npm ci` in {root} (or `make setup`)"
+    "packages), then `make decks` (or `make course`), which runs `npm ci` in {root} first"
 )
 
 
