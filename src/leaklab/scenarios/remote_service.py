@@ -88,7 +88,8 @@ def outage_run(*, down_at: float = 0.6, down_for: float = 0.4, after: float = 0.
     Returns ``windows`` (one row per whole ``window`` s: ``t`` (its start), ``hit``, ``miss``,
     ``error`` counts and ``max_ms``, the slowest request), ``rows`` (``(t, outcome, seconds)`` per
     request), ``events`` (seconds since the start: ``stopping`` when the
-    block began to end, ``down`` when the server was gone, ``back`` when the new one was up),
+    block began to end, ``down`` when the server was gone, ``back`` just before the address was
+    pointed at the new one, already up: a request that ended before ``back`` cannot have reached it),
     ``requests``, ``raised`` (requests that raised: none should), ``wrong`` (answers for the wrong
     product), ``max_ms``, and ``stats`` (the cache's counters).
     """
@@ -135,8 +136,8 @@ def outage_run(*, down_at: float = 0.6, down_for: float = 0.4, after: float = 0.
         events["down"] = time.monotonic() - start  # the server process is gone, its files removed
         _sleep_until(start + events["down"] + down_for)
         with embedded_server() as second:
-            _point(address, second)
-            events["back"] = time.monotonic() - start
+            events["back"] = time.monotonic() - start  # taken first: the serving thread may run
+            _point(address, second)                    # between the switch and the next line
             _sleep_until(start + events["back"] + after)
             stop.set()
             thread.join()
