@@ -12,9 +12,9 @@ collected once per worker. This module plays such a service:
 - :func:`run_workers` starts the workers at the same time and, for the shared variant, samples the
   server's RSS meanwhile; :func:`total_trace` adds the workers' (and the server's) RSS up, request
   by request, into one :class:`~leaklab.measure.MemoryTrace`.
-- :class:`TreeMemory` keeps the peak of the summed RSS of a process and all its descendants
-  (workers, servers, their helpers): the chapter's budget is for all of them together;
-  :func:`server_processes` lists the cache servers still running below a process.
+- :class:`TreeMemory` and :func:`server_processes` (from :mod:`leaklab.scenarios.process_tree`,
+  re-exported here) watch the whole tree of processes the chapter starts: its summed RSS, and the
+  cache servers still running.
 - :func:`fill_server` replays chapter 01's request pattern (a new page every other request, never
   removed by the application) against a server with a ``maxmemory`` limit, and reports the
   server's ``used_memory`` and INFO counters after every batch.
@@ -25,7 +25,6 @@ Nothing here imports pandas at import time, so the fresh processes stay lean.
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -39,11 +38,13 @@ from leaklab.caches import LRUCache
 from leaklab.measure import MIB, MemoryTrace, progress, track_isolated
 from leaklab.remote import RemoteCache
 from leaklab.scenarios.cache_service import PAYLOAD_BYTES, render_page, skewed_keys
+from leaklab.scenarios.process_tree import SERVER_NAMES, TreeMemory, server_processes
 
 __all__ = [
     "KEYS",
     "REQUESTS",
     "REVIEWS",
+    "SERVER_NAMES",
     "SKEW",
     "TTL_SECONDS",
     "VARIANTS",
@@ -330,73 +331,3 @@ def fill_server(url: str, requests: int = 12_000, batches: int = 20, pause: floa
     return {"requests": request, "hits": stats.hits, "misses": stats.misses, "errors": stats.errors,
             "used_memory": used, "evicted_keys": evicted, "maxmemory": info["maxmemory"],
             "keys": info["keys"]}
-
-
-class TreeMemory:
-    """Samples, in a background thread, the summed RSS of a process and all its descendants every
-    ``period`` s, and keeps the highest sum (``peak_mib``). RSS counts pages shared between
-    processes once per process, so the sum over-estimates what they hold together.
-
-    >>> with TreeMemory() as tree:                      # doctest: +SKIP
-    ...     run_workers("in-process")
-    >>> tree.peak_mib                                   # doctest: +SKIP
-    """
-
-    def __init__(self, pid: int | None = None, period: float = 0.05) -> None:
-        self.process = psutil.Process(pid)
-        self.period = period
-        self.peak_mib = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def sample(self) -> float:
-        """The summed RSS now, MiB (processes that end meanwhile are skipped)."""
-        total = 0
-        for proc in [self.process, *self.process.children(recursive=True)]:
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                continue
-        self.peak_mib = max(self.peak_mib, total / MIB)
-        return total / MIB
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            self.sample()
-
-    def start(self) -> TreeMemory:
-        self.sample()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.sample()
-
-    def __enter__(self) -> TreeMemory:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-#: Names of the server processes the chapter starts.
-SERVER_NAMES = ("valkey-server", "memcached")
-
-
-def server_processes(pid: int | None = None) -> list[str]:
-    """Names of the cache servers (and the watchdogs that run them) still alive below process
-    ``pid`` (default: this one): empty once every server has been stopped."""
-    found = []
-    for proc in psutil.Process(pid).children(recursive=True):
-        try:
-            name, cmdline = proc.name(), proc.cmdline()
-        except psutil.Error:
-            continue
-        program = os.path.basename(cmdline[0]) if cmdline else ""
-        if name in SERVER_NAMES or program in SERVER_NAMES or "leaklab._watchdog" in cmdline:
-            found.append(name)
-    return found
